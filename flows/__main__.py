@@ -1,0 +1,5 @@
+"""`python -m flows ...` is the `synthloop` command."""
+
+from .cli import main
+
+main()

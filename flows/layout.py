@@ -1,0 +1,83 @@
+"""Where every stage reads and writes: the file contract between stages.
+
+dvc.yaml spells the same paths with ${paths.*} templates; a unit test checks
+that both agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Params
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    data: Path
+    gens: Path
+    reports: Path
+
+    @classmethod
+    def of(cls, params: Params, root: Path) -> Layout:
+        root = root.resolve()
+        return cls(root, root / params.paths.data, root / params.paths.gens, root / params.paths.reports)
+
+    # prepare
+    @property
+    def real_train(self) -> Path:
+        return self.data / "train.jsonl"
+
+    @property
+    def real_test(self) -> Path:
+        return self.data / "test.jsonl"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.data / "tokenizer.json"
+
+    @property
+    def prepare_stats(self) -> Path:
+        return self.data / "stats.json"
+
+    # per generation
+    def gen(self, k: int) -> Path:
+        return self.gens / str(k)
+
+    def synthetic(self, k: int) -> Path:
+        return self.gen(k) / "synthetic.jsonl"
+
+    def graded(self, k: int) -> Path:
+        return self.gen(k) / "graded.jsonl"
+
+    def grade_stats(self, k: int) -> Path:
+        return self.gen(k) / "grade.json"
+
+    def train_set(self, k: int) -> Path:
+        return self.gen(k) / "train_set.jsonl"
+
+    def pool(self, k: int) -> Path:
+        """All kept synthetic documents of generations 1..k (accumulate strategies)."""
+        return self.gen(k) / "pool.jsonl"
+
+    def mix_stats(self, k: int) -> Path:
+        return self.gen(k) / "mix.json"
+
+    def model(self, k: int) -> Path:
+        return self.gen(k) / "model"
+
+    def metrics(self, k: int) -> Path:
+        return self.gen(k) / "metrics.json"
+
+    def samples(self, k: int) -> Path:
+        return self.gen(k) / "samples.jsonl"
+
+    # report
+    @property
+    def summary(self) -> Path:
+        return self.reports / "summary.csv"
+
+    @property
+    def plot(self) -> Path:
+        return self.reports / "collapse.png"

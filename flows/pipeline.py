@@ -1,0 +1,60 @@
+"""Prefect only: thin tasks around run_stage, and the loop flow. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from . import io
+from .config import Params, load_params
+from .layout import Layout
+from .runner import run_stage
+from .tracking import LoopTracker
+
+
+@task(task_run_name="{name}[gen {gen}]", cache_policy=NO_CACHE, persist_result=False)
+def stage_task(name: str, gen: int | None, params: Params, root: Path, tracker: LoopTracker) -> dict[str, float]:
+    return run_stage(name, params, root, gen, tracker)
+
+
+def _generation_markdown(lay: Layout, k: int) -> str:
+    metrics = io.read_json(lay.metrics(k))
+    samples = [r["text"] for r in io.read_rows(lay.samples(k))][:3]
+    lines = [f"# Generation {k}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {key} | {value:.4g} |" for key, value in metrics.items()]
+    lines += ["", "## Samples", ""] + [f"> {s[:400]!s}".replace("\n", " ") + "\n" for s in samples]
+    return "\n".join(lines)
+
+
+@flow(name="loop", log_prints=True, persist_result=False)
+def loop(params_file: str = "params.yaml") -> str:
+    """Run the self-consuming loop: gen 0 on real data, then generate/grade/mix/train/evaluate."""
+    path = Path(params_file).resolve()
+    params, root = load_params(path), path.parent
+    lay = Layout.of(params, root)
+    tracker = LoopTracker(params, root, loop_id=f"prefect-{flow_run.id}", prefect_run_id=str(flow_run.id))
+    stage_task("prepare", None, params, root, tracker)
+    for k in range(params.loop.generations + 1):
+        stages = ("mix", "train", "evaluate") if k == 0 else ("generate", "grade", "mix", "train", "evaluate")
+        for name in stages:
+            stage_task(name, k, params, root, tracker)
+        create_markdown_artifact(_generation_markdown(lay, k), key=f"generation-{k}",
+                                 description=f"metrics and samples of generation {k}")
+    stage_task("report", None, params, root, tracker)
+    rows = [dict(r) for r in _read_csv(lay.summary)]
+    create_table_artifact(rows, key="summary", description="per-generation summary")
+    create_link_artifact(tracker.ui_url(), link_text="MLflow run", key="mlflow-run",
+                         description=json.dumps({"run_id": tracker.parent_id, "tracking_uri": tracker.uri}))
+    return tracker.parent_id
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))

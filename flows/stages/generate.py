@@ -1,0 +1,42 @@
+"""generate: sample synthetic documents from the previous generation's model."""
+
+from __future__ import annotations
+
+import time
+
+from .. import io
+from ..models import lm
+from ..models.sampler import sample
+from ..records import sample_row
+from .context import StageContext
+
+
+def make_prompts(tok, real_texts: list[str], n: int, mode: str, prompt_tokens: int, rng) -> list[list[int]]:
+    """n prompts: [EOS] for bos; else the first prompt_tokens tokens of random real documents."""
+    eos = lm.eos_id(tok)
+    if mode == "bos":
+        return [[eos] for _ in range(n)]
+    prefixes = [ids[:prompt_tokens] for ids in lm.encode(tok, real_texts) if len(ids) >= prompt_tokens]
+    if not prefixes:
+        raise io.DataError(f"no real training document has generate.prompt_tokens = {prompt_tokens} tokens; lower it")
+    return [[eos, *rng.choice(prefixes)] for _ in range(n)]
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    p, lay, k = ctx.params, ctx.layout, ctx.gen
+    device = lm.setup_torch(p.compute)
+    tok = lm.load_tokenizer(lay.tokenizer)
+    model = lm.load_model(lay.model(k - 1), device)
+    real = [r["text"] for r in io.read_rows(lay.real_train)] if p.generate.prompt == "prefix" else []
+    prompts = make_prompts(tok, real, p.generate.num_samples, p.generate.prompt,
+                           p.generate.prompt_tokens, ctx.rng("prompts"))
+    start = time.perf_counter()
+    new = sample(model, prompts, p.generate, lm.eos_id(tok), ctx.seed("generate"), device,
+                 desc=f"gen {k}: sampling")
+    seconds = time.perf_counter() - start
+    texts = lm.decode(tok, new)
+    prompt_texts = lm.decode(tok, [pr[1:] for pr in prompts])
+    io.write_rows(lay.synthetic(k), (sample_row(k, i, t, pt) for i, (t, pt) in enumerate(zip(texts, prompt_texts))))
+    n_tokens = sum(len(ids) for ids in new)
+    return {"n_generated": len(texts), "n_empty": sum(not t.strip() for t in texts),
+            "gen_tokens": n_tokens, "gen_tokens_per_s": n_tokens / max(seconds, 1e-9)}

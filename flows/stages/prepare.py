@@ -1,0 +1,54 @@
+"""prepare: read the corpus, hold out a real test split, train the tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import io
+from ..io import DataError
+from ..models import lm
+from ..records import real_row
+from .context import StageContext
+
+
+def split_documents(docs: list[str], test_fraction: float, seed_rng) -> tuple[list[str], list[str]]:
+    """Deterministic split by document: a seeded shuffle, the first share is the test set."""
+    n_test = round(len(docs) * test_fraction)
+    if n_test < 1 or len(docs) - n_test < 1:
+        raise DataError(f"corpus has {len(docs)} documents: too few to hold out data.test_fraction = "
+                        f"{test_fraction} (need >= 1 test and >= 1 train document); add documents or set data.test_corpus")
+    order = list(range(len(docs)))
+    seed_rng.shuffle(order)
+    test_idx = set(order[:n_test])
+    return ([d for i, d in enumerate(docs) if i not in test_idx],
+            [d for i, d in enumerate(docs) if i in test_idx])
+
+
+def _load(root: Path, value: str, key: str, min_chars: int) -> list[str]:
+    path = (root / value).resolve()
+    docs = [d for d in io.read_corpus(path, key) if len(d) >= min_chars]
+    if not docs:
+        raise DataError(f"{path}: no document has data.min_chars = {min_chars} characters; lower it or use a larger corpus")
+    return docs
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    p, lay = ctx.params, ctx.layout
+    train = _load(lay.root, p.data.corpus, "data.corpus", p.data.min_chars)
+    if p.data.test_corpus:
+        test = _load(lay.root, p.data.test_corpus, "data.test_corpus", p.data.min_chars)
+    else:
+        train, test = split_documents(train, p.data.test_fraction, ctx.rng("split"))
+    tok = lm.train_tokenizer(train, p.tokenizer.vocab_size)
+    n_train_tokens = sum(len(ids) + 1 for ids in lm.encode(tok, train))
+    if n_train_tokens < p.train.block_size + 2:
+        raise DataError(f"{p.data.corpus}: only {n_train_tokens} tokens, fewer than one training window "
+                        f"(train.block_size = {p.train.block_size}); use a larger corpus or lower train.block_size")
+    with io.atomic_path(lay.tokenizer) as tmp:
+        tok.save(str(tmp))
+    io.write_rows(lay.real_train, (real_row(i, d) for i, d in enumerate(train)))
+    io.write_rows(lay.real_test, (real_row(i, d) for i, d in enumerate(test)))
+    stats = {"n_train_docs": len(train), "n_test_docs": len(test), "train_tokens": n_train_tokens,
+             "vocab_size": tok.get_vocab_size()}
+    io.write_json(lay.prepare_stats, stats)
+    return stats

@@ -1,0 +1,170 @@
+"""MLflow glue: one parent run per loop, one child run per generation.
+
+The parent carries every param (flat dotted keys), the per-generation metrics
+(step = generation), the git commit and the report; each child carries its
+generation's stage metrics, the DVC hashes of its data, samples, metrics JSON
+and the model folder. Stages never import this module: the runner does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .config import Params, flatten
+from .io import md5_file
+from .layout import Layout
+
+TAG_LOOP = "synthloop.loop_id"
+TAG_GEN = "synthloop.generation"
+TAG_PREFECT = "prefect.flow_run_id"
+EVAL_KEYS = ("test_ce", "test_ppl", "distinct_1", "distinct_2", "unigram_kl")
+
+
+def tracking_uri(params: Params, root: Path) -> str:
+    """MLFLOW_TRACKING_URI, else tracking.uri, else a sqlite store inside the project."""
+    return (os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.uri
+            or f"sqlite:///{root.resolve() / '.mlflow' / 'mlflow.db'}")
+
+
+def params_loop_id(params: Params) -> str:
+    """The loop id of a DVC-run stage: the same params are the same loop."""
+    blob = json.dumps(flatten(params), sort_keys=True, default=str).encode()
+    return "params-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+class LoopTracker:
+    """Finds or creates the loop's runs and logs one stage at a time."""
+
+    def __init__(self, params: Params, root: Path, loop_id: str, prefect_run_id: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.params, self.layout, self.loop_id = params, Layout.of(params, root), loop_id
+        self.prefect_run_id = prefect_run_id
+        self.uri = tracking_uri(params, root)
+        (root / ".mlflow").mkdir(exist_ok=True)
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = self._experiment(root)
+        self.parent_id = self._find_or_create(None)
+
+    def _experiment(self, root: Path) -> str:
+        exp = self.client.get_experiment_by_name(self.params.tracking.experiment)
+        if exp:
+            return exp.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:"):
+            location = (root.resolve() / ".mlflow" / "artifacts").as_uri()
+        return self.client.create_experiment(self.params.tracking.experiment, artifact_location=location)
+
+    def _find_or_create(self, gen: int | None) -> str:
+        query = f"tags.`{TAG_LOOP}` = '{self.loop_id}'"
+        query += f" and tags.`{TAG_GEN}` = '{gen}'" if gen is not None else f" and tags.`{TAG_GEN}` = 'loop'"
+        found = self.client.search_runs([self.experiment_id], query, max_results=1)
+        if found:
+            return found[0].info.run_id
+        tags = {TAG_LOOP: self.loop_id, TAG_GEN: "loop" if gen is None else str(gen)}
+        if self.prefect_run_id:
+            tags[TAG_PREFECT] = self.prefect_run_id
+        if gen is None:
+            tags["git.commit"] = git_commit(self.layout.root)
+            name = f"loop {self.params.mix.strategy} seed {self.params.loop.seed}"
+        else:
+            tags["mlflow.parentRunId"] = self.parent_id
+            name = f"generation {gen}"
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        if gen is None:
+            self._log_params(run.info.run_id)
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    def _log_params(self, run_id: str) -> None:
+        from mlflow.entities import Param
+
+        flat = {**flatten(self.params), "loop.generations": self.params.loop.generations}
+        params = [Param(k, str(v)[:6000]) for k, v in sorted(flat.items())]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[start:start + 100])
+
+    @contextlib.contextmanager
+    def stage(self, name: str, gen: int | None) -> Iterator[StageLog]:
+        run_id = self.parent_id if gen is None else self._find_or_create(gen)
+        self.client.update_run(run_id, status="RUNNING")
+        log = StageLog(self, run_id, name, gen)
+        try:
+            yield log
+        except BaseException:
+            self.client.set_terminated(run_id, "KILLED" if _interrupted() else "FAILED")
+            raise
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def ui_url(self, base: str = "http://127.0.0.1:5000") -> str:
+        """The parent run in the MLflow UI (`mlflow ui --backend-store-uri <uri>`)."""
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{self.parent_id}"
+
+    def log_summary(self) -> None:
+        lay = self.layout
+        for path in (lay.summary, lay.plot):
+            if path.exists():
+                self.client.log_artifact(self.parent_id, str(path), "report")
+
+
+def _interrupted() -> bool:
+    import sys
+
+    return isinstance(sys.exc_info()[1], KeyboardInterrupt)
+
+
+class StageLog:
+    """What one stage logs: curves while it runs, results and artifacts at the end."""
+
+    def __init__(self, tracker: LoopTracker, run_id: str, stage: str, gen: int | None):
+        self.t, self.run_id, self.stage, self.gen = tracker, run_id, stage, gen
+
+    def metric(self, key: str, value: float, step: int) -> None:
+        self.t.client.log_metric(self.run_id, f"{self.stage}.{key}", value, step=step)
+
+    def result(self, metrics: dict[str, float], seconds: float) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        values = {**metrics, "seconds": seconds}
+        batch = [Metric(f"{self.stage}.{k}", float(v), now, 0) for k, v in values.items()]
+        self.t.client.log_batch(self.run_id, metrics=batch)
+        if self.stage == "evaluate" and self.gen is not None:
+            parent = [Metric(k, float(metrics[k]), now, self.gen) for k in EVAL_KEYS if k in metrics]
+            self.t.client.log_batch(self.t.parent_id, metrics=parent)
+        self._artifacts()
+
+    def _artifacts(self) -> None:
+        lay, k, client, rid = self.t.layout, self.gen, self.t.client, self.run_id
+        if self.stage == "prepare":
+            client.log_artifact(rid, str(lay.prepare_stats), "prepare")
+        elif self.stage == "generate":
+            client.set_tag(rid, "dvc.synthetic.md5", md5_file(lay.synthetic(k)))
+        elif self.stage == "grade":
+            client.set_tag(rid, "dvc.graded.md5", md5_file(lay.graded(k)))
+            client.log_artifact(rid, str(lay.grade_stats(k)))
+        elif self.stage == "mix":
+            client.set_tag(rid, "dvc.train_set.md5", md5_file(lay.train_set(k)))
+            client.log_artifact(rid, str(lay.mix_stats(k)))
+        elif self.stage == "train":
+            client.log_artifacts(rid, str(lay.model(k)), "model")
+        elif self.stage == "evaluate":
+            client.log_artifact(rid, str(lay.metrics(k)))
+            client.log_artifact(rid, str(lay.samples(k)))
+        elif self.stage == "report":
+            self.t.log_summary()
