@@ -14,7 +14,7 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="synthloop: the self-consuming training loop, run and measured.")
 
-ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file; its folder is the project root.")]
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file; paths in it are relative to the current folder (the project root).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 
 
@@ -36,6 +36,8 @@ def _guard(debug: bool, fn, *args):
     from .io import DataError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return fn(*args)
     except (ConfigError, DataError) as exc:
@@ -49,22 +51,31 @@ def print_summary(path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    cols = ["generation", "test_ppl", "test_ce", "distinct_1", "distinct_2", "unigram_kl",
-            "synthetic_share", "n_train", "n_generated", "n_kept"]
+    cols = {"generation": "gen", "test_ppl": "test_ppl", "test_ce": "test_ce", "distinct_1": "dist_1",
+            "distinct_2": "dist_2", "unigram_kl": "uni_kl", "synthetic_share": "synth_share",
+            "n_train": "n_train", "n_generated": "n_gen", "n_kept": "n_kept"}
     with path.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     table = Table(title=f"synthloop summary ({path})")
-    for c in cols:
-        table.add_column(c, justify="right")
+    for header in cols.values():
+        table.add_column(header, justify="right")
     for r in rows:
-        table.add_row(*[r[c] for c in cols])
-    Console().print(table)
+        table.add_row(*[_fmt(r[c]) for c in cols])
+    Console(width=max(110, Console().width)).print(table)
+
+
+def _fmt(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() else f"{number:.4g}"
 
 
 @app.command()
 def run(params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> None:
     """Run the whole loop as a Prefect flow (ephemeral, or the server at PREFECT_API_URL)."""
-    root = params.resolve().parent
+    root = Path.cwd()
     quiet_offline_env(root)
 
     def _run() -> None:
@@ -74,7 +85,7 @@ def run(params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> Non
         p = load_params(params)  # fail on bad params before Prefect starts
         from .pipeline import loop
 
-        run_id = loop(str(params.resolve()))
+        run_id = loop(str(params.resolve()), root=str(root))
         lay = Layout.of(p, root)
         print_summary(lay.summary)
         typer.echo(f"\nreport:   {lay.summary}\n          {lay.plot}")
@@ -91,7 +102,7 @@ def stage(name: Annotated[str, typer.Argument(help="prepare, generate, grade, mi
           gen: Annotated[Optional[int], typer.Option("--gen", "-g", help="Generation (per-generation stages).")] = None,
           params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> None:
     """Run one stage (the command dvc.yaml uses). Logs to the MLflow run of these params."""
-    root = params.resolve().parent
+    root = Path.cwd()
     quiet_offline_env(root)
 
     def _stage() -> None:
@@ -110,7 +121,7 @@ def stage(name: Annotated[str, typer.Argument(help="prepare, generate, grade, mi
 @app.command()
 def show(params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> None:
     """Print reports/summary.csv as a table."""
-    root = params.resolve().parent
+    root = Path.cwd()
 
     def _show() -> None:
         from .config import load_params

@@ -135,6 +135,13 @@ class TrainParams(_Section):
     precision: Literal["fp32", "bf16"] = Field(description="bf16 autocast (faster on CPUs with bf16 units) or plain fp32.")
 
 
+    @model_validator(mode="after")
+    def _warmup_below_steps(self) -> TrainParams:
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be below train.steps ({self.steps})")
+        return self
+
+
 class EvaluateParams(_Section):
     num_samples: int = Field(ge=1, description="Fresh samples drawn each generation for diversity metrics (same count and length every generation).")
     max_test_tokens: int = Field(ge=64, description="Cap on held-out real test tokens scored for cross-entropy.")

@@ -83,14 +83,14 @@ def _decode(path: Path) -> str:
     if b"\x00" in data[:8192]:
         raise DataError(f"{path}: looks binary (NUL bytes); data.corpus must be UTF-8 text")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a leading BOM is not text
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 (bad byte at offset {exc.start}); re-encode it as UTF-8") from None
 
 
 def _split_blank_lines(text: str) -> list[str]:
     docs, current = [], []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line.strip():
             current.append(line.rstrip())
         elif current:
@@ -103,7 +103,7 @@ def _split_blank_lines(text: str) -> list[str]:
 
 def _jsonl_texts(path: Path) -> list[str]:
     docs = []
-    for n, line in enumerate(_decode(path).splitlines(), 1):
+    for n, line in enumerate(_decode(path).split("\n"), 1):  # not splitlines: U+2028 may sit inside JSON strings
         if not line.strip():
             continue
         try:

@@ -73,6 +73,11 @@ class Layout:
     def samples(self, k: int) -> Path:
         return self.gen(k) / "samples.jsonl"
 
+    def stats(self, stage: str, k: int) -> Path | None:
+        """The JSON file where a stage leaves its numbers (None: it leaves none)."""
+        return {"prepare": self.prepare_stats, "grade": self.grade_stats(k), "mix": self.mix_stats(k),
+                "evaluate": self.metrics(k)}.get(stage)
+
     # report
     @property
     def summary(self) -> Path:

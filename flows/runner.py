@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from . import io
 from .config import ConfigError, Params
 from .layout import Layout
 from .stages.context import StageContext
@@ -31,21 +32,31 @@ def check_stage(name: str, gen: int | None, params: Params) -> None:
 
 
 def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
-              tracker: LoopTracker | None = None) -> dict[str, float]:
-    """Run one stage on the files under `root`; log it to MLflow when a tracker is given."""
+              tracker: LoopTracker | None = None, reuse: bool = False) -> dict[str, float]:
+    """Run one stage on the files under `root`; log it to MLflow when a tracker is given.
+
+    reuse=True: the outputs are already there and current (DVC said so): read the
+    stage's numbers back instead of recomputing, and log them as usual.
+    """
     check_stage(name, gen, params)
-    module = importlib.import_module(f"flows.stages.{name}")
+    lay = Layout.of(params, root)
     label = name if gen is None else f"{name}[gen {gen}]"
-    log.info("stage %s: start", label)
+    log.info("stage %s: %s", label, "up to date, reusing its outputs" if reuse else "start")
     start = time.perf_counter()
+
+    def compute(log_metric=None) -> dict[str, float]:
+        if reuse:
+            stats = lay.stats(name, gen or 0)
+            return io.read_json(stats) if stats and stats.is_file() else {}
+        ctx = StageContext(params, lay, gen or 0, **({"log_metric": log_metric} if log_metric else {}))
+        return importlib.import_module(f"flows.stages.{name}").run(ctx)
+
     if tracker is None:
-        ctx = StageContext(params, Layout.of(params, root), gen or 0)
-        metrics = module.run(ctx)
+        metrics = compute()
     else:
         with tracker.stage(name, gen) as stage_log:
-            ctx = StageContext(params, Layout.of(params, root), gen or 0, log_metric=stage_log.metric)
-            metrics = module.run(ctx)
-            stage_log.result(metrics, time.perf_counter() - start)
+            metrics = compute(stage_log.metric)
+            stage_log.result(metrics, time.perf_counter() - start, reused=reuse)
     log.info("stage %s: done in %.1fs %s", label, time.perf_counter() - start,
              {k: round(v, 4) for k, v in list(metrics.items())[:6]})
     return metrics

@@ -137,9 +137,11 @@ class StageLog:
     def metric(self, key: str, value: float, step: int) -> None:
         self.t.client.log_metric(self.run_id, f"{self.stage}.{key}", value, step=step)
 
-    def result(self, metrics: dict[str, float], seconds: float) -> None:
+    def result(self, metrics: dict[str, float], seconds: float, reused: bool = False) -> None:
         from mlflow.entities import Metric
 
+        if reused:
+            self.t.client.set_tag(self.run_id, f"synthloop.{self.stage}.reused", "true")
         now = int(time.time() * 1000)
         values = {**metrics, "seconds": seconds}
         batch = [Metric(f"{self.stage}.{k}", float(v), now, 0) for k, v in values.items()]

@@ -17,7 +17,7 @@ def lr_at(step: int, cfg: TrainParams) -> float:
     """Linear warmup to cfg.lr, then cosine decay to cfg.lr / 10 at the last step."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
+    span = max(1, cfg.steps - cfg.warmup_steps - 1)
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
@@ -53,7 +53,7 @@ def train(model: torch.nn.Module, stream: torch.Tensor, cfg: TrainParams, seed: 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 10 == 0 or step == cfg.steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if on_log:

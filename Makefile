@@ -1,0 +1,32 @@
+# make run: the main job (default profile).  make test: the test suite.
+# Both create .venv and install what they need when it is missing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install run test test-fast repro clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0            # CPU wheel on disk; install torch first
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+run: install          ## the loop on params.yaml through Prefect (DVC records every stage)
+	synthloop run
+
+repro: install        ## the same loop through DVC
+	dvc repro
+
+test: install         ## unit + integration + end-to-end (dvc repro on the tiny profile)
+	$(PY) -m pytest -q
+
+test-fast: install    ## skip the slow end-to-end tests
+	$(PY) -m pytest -q -m "not slow"
+
+clean:                ## remove run outputs (the DVC cache keeps them)
+	rm -rf data gens reports .prefect

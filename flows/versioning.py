@@ -1,0 +1,41 @@
+"""DVC glue for the Prefect path: skip stages DVC says are up to date, record the rest.
+
+`dvc repro` runs `synthloop stage ...` as subprocesses; the Prefect flow runs
+the same stages in-process (no re-import of torch per stage) and then records
+them with `dvc commit`, so both paths leave the same dvc.lock and cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("synthloop")
+
+
+def dvc_stage(name: str, gen: int | None) -> str:
+    """The stage's name in dvc.yaml: prepare, mix0 (generation 0), mix@3, report."""
+    if gen is None:
+        return name
+    return f"{name}0" if gen == 0 else f"{name}@{gen}"
+
+
+def tracks(root: Path, params_file: Path) -> bool:
+    """DVC records a run only when it uses the project's own params.yaml and dvc.yaml."""
+    return (root / ".dvc").is_dir() and (root / "dvc.yaml").is_file() \
+        and params_file.resolve() == (root / "params.yaml").resolve()
+
+
+def up_to_date(root: Path, stage: str) -> bool:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return not repo.status(targets=[stage])
+
+
+def commit(root: Path, stage: str) -> None:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        repo.commit(stage, force=True)
+    log.info("dvc: recorded %s in dvc.lock", stage)

@@ -1,0 +1,119 @@
+"""flows.config: the shipped profiles load; every user error is one line naming its key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from flows.config import STRATEGIES, ConfigError, Params, flatten, load_params
+
+
+def _set(raw: dict, dotted: str, value) -> dict:
+    section, key = dotted.split(".")
+    raw[section][key] = value
+    return raw
+
+
+@pytest.mark.parametrize("name, generations", [("params.yaml", 5), ("profiles/tiny.yaml", 2)])
+def test_shipped_profiles_load(root, name, generations):
+    params = load_params(root / name)
+    assert isinstance(params, Params)
+    assert params.loop.generations == generations
+
+
+def test_profiles_define_the_same_keys(root):
+    default, tiny = (flatten(load_params(root / n)) for n in ("params.yaml", "profiles/tiny.yaml"))
+    assert default.keys() == tiny.keys()
+
+
+def test_flatten_gives_dotted_keys(tiny):
+    flat = flatten(tiny)
+    assert flat["mix.real_fraction"] == tiny.mix.real_fraction
+    assert flat["loop.chain"] == {"1": 0, "2": 1}
+    assert all(k.count(".") == 1 for k in flat)
+    assert len(flat) == sum(len(type(getattr(tiny, s)).model_fields) for s in Params.model_fields)
+
+
+def _prefix_prompt(raw: dict) -> dict:
+    return _set(_set(raw, "generate.prompt", "prefix"), "generate.max_new_tokens", 250)
+
+
+# id: (mutation of params.yaml, substrings the one-line message must contain)
+CASES = {
+    "wrong type": (
+        lambda r: _set(r, "model.n_layer", "two"), ["model.n_layer", "'two'"]),
+    "out of range": (
+        lambda r: _set(r, "mix.real_fraction", 1.5), ["mix.real_fraction", "1.5"]),
+    "below minimum": (
+        lambda r: _set(r, "train.steps", 0), ["train.steps"]),
+    "unknown key, close": (
+        lambda r: _set(r, "mix.real_fractoin", 0.1),
+        ["unknown key 'mix.real_fractoin'", "did you mean 'mix.real_fraction'"]),
+    "unknown section, close": (
+        lambda r: r.update(mixx={}) or r, ["unknown key 'mixx'", "did you mean 'mix'"]),
+    "missing key": (
+        lambda r: r["train"].pop("lr") and r, ["missing key 'train.lr'"]),
+    "invalid strategy": (
+        lambda r: _set(r, "mix.strategy", "blend"), ["mix.strategy", "'blend'", *STRATEGIES]),
+    "invalid self_rule": (
+        lambda r: _set(r, "grade.self_rule", "median"), ["grade.self_rule", "band"]),
+    "chain with integer keys": (
+        lambda r: _set(r, "loop.chain", {1: 0, 2: 1}), ["loop.chain", "quoted"]),
+    "non-consecutive chain": (
+        lambda r: _set(r, "loop.chain", {"1": 0, "3": 2}), ["loop.chain"]),
+    "chain not starting at 0": (
+        lambda r: _set(r, "loop.chain", {"1": 1}), ["loop.chain"]),
+    "empty chain": (
+        lambda r: _set(r, "loop.chain", {}), ["loop.chain"]),
+    "block_size > context": (
+        lambda r: _set(r, "train.block_size", 512), ["train.block_size", "model.context"]),
+    "bos prompt + tokens > context": (
+        lambda r: _set(r, "generate.max_new_tokens", 256), ["generate.max_new_tokens", "(1)"]),
+    "prefix prompt + tokens > context": (
+        _prefix_prompt, ["generate.max_new_tokens", "(16)", "model.context"]),
+    "heads do not divide": (
+        lambda r: _set(r, "model.n_head", 3), ["model.n_embd", "model.n_head"]),
+    "band reversed": (
+        lambda r: _set(r, "grade.self_band_low", 0.95), ["grade.self_band_low"]),
+}
+
+
+@pytest.mark.parametrize("mutate, expected", CASES.values(), ids=CASES.keys())
+def test_invalid_params_give_one_line_naming_the_key(raw, config_error, mutate, expected):
+    message = config_error(mutate(raw))
+    assert "\n" not in message
+    assert "params.yaml: " in message  # prefixed by the file
+    for part in expected:
+        assert part in message
+
+
+def test_far_unknown_key_has_no_hint(raw, config_error):
+    message = config_error(_set(raw, "mix.zzzzzz", 1))
+    assert "unknown key 'mix.zzzzzz'" in message and "did you mean" not in message
+
+
+def test_context_boundary_is_allowed(raw, tmp_path):
+    _set(raw, "generate.max_new_tokens", raw["model"]["context"] - 1)  # + 1 bos token = context
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_params(path).generate.max_new_tokens == raw["model"]["context"] - 1
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("paths: [data\n", "not valid YAML"),
+    (b"\xff\xfe\x00binary", "not valid YAML"),
+    ("just a sentence\n", "expected a mapping"),
+    ("", "expected a mapping"),
+])
+def test_non_yaml_params_file(tmp_path, content, expected):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found") as info:
+        load_params(tmp_path / "nope.yaml")
+    assert "\n" not in str(info.value)

@@ -1,0 +1,92 @@
+"""flows.stages.mix: exact training-set composition per strategy, provenance, determinism."""
+
+from __future__ import annotations
+
+import copy
+from random import Random
+
+import pytest
+
+from flows.config import STRATEGIES, MixParams
+from flows.records import real_row, sample_row, share
+from flows.stages.mix import draw, mix_rows
+
+REAL_ALL = [real_row(i, f"real document {i}") for i in range(100)]
+REAL_BASE = REAL_ALL[:20]                                     # train_size real rows
+KEPT = [sample_row(2, i, f"gen two sample {i}", "") for i in range(30)]
+POOL = [sample_row(1, i, f"gen one sample {i}", "") for i in range(25)] + KEPT
+
+
+def mix(strategy, real_fraction=0.1, train_size=20, kept=KEPT, pool=POOL, seed=0):
+    cfg = MixParams(strategy=strategy, real_fraction=real_fraction, train_size=train_size)
+    return mix_rows(cfg, REAL_BASE, REAL_ALL, kept, pool, Random(seed))
+
+
+def n_real(rows):
+    return sum(r["source"] == "real" for r in rows)
+
+
+def test_replace_takes_train_size_kept_rows():
+    out = mix("replace")
+    assert len(out) == 20 and n_real(out) == 0
+    assert {r["id"] for r in out} <= {r["id"] for r in KEPT}
+
+
+def test_replace_takes_all_when_fewer_kept():
+    out = mix("replace", kept=KEPT[:5])
+    assert sorted(r["id"] for r in out) == sorted(r["id"] for r in KEPT[:5])
+
+
+def test_accumulate_is_real_base_plus_whole_pool():
+    out = mix("accumulate")
+    assert len(out) == len(REAL_BASE) + len(POOL) == 75
+    assert sorted(r["id"] for r in out) == sorted(r["id"] for r in REAL_BASE + POOL)
+
+
+def test_accumulate_subsample_keeps_train_size():
+    out = mix("accumulate_subsample")
+    assert len(out) == 20 and len({r["id"] for r in out}) == 20
+    assert {r["id"] for r in out} <= {r["id"] for r in REAL_BASE + POOL}
+
+
+@pytest.mark.parametrize("r, expected_real", [(0.0, 0), (0.1, 2), (0.5, 10), (1.0, 20)])
+def test_fixed_fraction_exact_counts(r, expected_real):
+    out = mix("fixed_fraction", real_fraction=r)
+    assert len(out) == 20 and n_real(out) == expected_real
+    assert share(out, "synthetic") == pytest.approx((20 - expected_real) / 20)
+    assert {r["id"] for r in out if r["source"] == "real"} <= {r["id"] for r in REAL_ALL}
+    assert {r["id"] for r in out if r["source"] == "synthetic"} <= {r["id"] for r in KEPT}
+
+
+def test_fixed_fraction_resamples_real_beyond_the_base():
+    runs = [mix("fixed_fraction", real_fraction=1.0, seed=seed) for seed in range(10)]
+    ids = {r["id"] for out in runs for r in out}
+    assert ids - {r["id"] for r in REAL_BASE}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_provenance_preserved_and_deterministic(strategy):
+    originals = {r["id"]: copy.deepcopy(r) for r in REAL_ALL + POOL}
+    out = mix(strategy, real_fraction=0.5, seed=3)
+    assert all(r == originals[r["id"]] for r in out)
+    assert len({r["id"] for r in out}) == len(out)  # no row drawn twice
+    assert [r["id"] for r in mix(strategy, real_fraction=0.5, seed=3)] == [r["id"] for r in out]
+    assert [r["id"] for r in mix(strategy, real_fraction=0.5, seed=4)] != [r["id"] for r in out]
+
+
+def test_draw_returns_all_rows_shuffled_when_fewer():
+    rows = REAL_ALL[:5]
+    out = draw(rows, 10, Random(1))
+    assert sorted(r["id"] for r in out) == sorted(r["id"] for r in rows)
+    assert draw(rows, 0, Random(1)) == []
+    assert draw([], 3, Random(1)) == []
+    assert rows == REAL_ALL[:5]  # input list not shuffled in place
+
+
+def test_row_constructors_carry_provenance():
+    assert real_row(3, "t") == {"id": "real:3", "text": "t", "source": "real", "generation": 0,
+                                "parent": None, "prompt": "", "scores": {}}
+    assert sample_row(4, 7, "t", "Once") == {"id": "g4:7", "text": "t", "source": "synthetic",
+                                             "generation": 4, "parent": 3, "prompt": "Once",
+                                             "scores": {}}
+    assert share([], "real") == 0.0
