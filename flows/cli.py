@@ -38,6 +38,7 @@ def _guard(debug: bool, fn, *args):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("dvc").propagate = False  # DVC prints its own lines
     try:
         return fn(*args)
     except (ConfigError, DataError) as exc:

@@ -171,7 +171,7 @@ class Params(_Section):
     def _fits_context(self) -> Params:
         if self.train.block_size > self.model.context:
             raise ValueError(f"train.block_size ({self.train.block_size}) exceeds model.context ({self.model.context})")
-        prompt = self.generate.prompt_tokens if self.generate.prompt == "prefix" else 1
+        prompt = 1 + (self.generate.prompt_tokens if self.generate.prompt == "prefix" else 0)  # EOS + prefix
         if prompt + self.generate.max_new_tokens > self.model.context:
             raise ValueError(
                 f"generate.max_new_tokens ({self.generate.max_new_tokens}) plus the prompt ({prompt}) "
@@ -184,7 +184,9 @@ def _loc(err: dict[str, Any]) -> str:
 
 
 def _one_line(exc: ValidationError, source: str) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # a typo shows up as an unknown key plus a missing one: name the unknown key (with a hint)
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = _loc(err)
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     if err["type"] == "extra_forbidden":

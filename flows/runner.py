@@ -20,6 +20,10 @@ FROM_GEN_1 = {"generate", "grade"}
 log = logging.getLogger("synthloop")
 
 
+def _no_metric(key: str, value: float, step: int) -> None:
+    pass
+
+
 def check_stage(name: str, gen: int | None, params: Params) -> None:
     if name not in STAGES:
         raise ConfigError(f"unknown stage '{name}'; choose one of: {', '.join(STAGES)}")
@@ -44,11 +48,11 @@ def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
     log.info("stage %s: %s", label, "up to date, reusing its outputs" if reuse else "start")
     start = time.perf_counter()
 
-    def compute(log_metric=None) -> dict[str, float]:
+    def compute(log_metric=_no_metric) -> dict[str, float]:
         if reuse:
             stats = lay.stats(name, gen or 0)
             return io.read_json(stats) if stats and stats.is_file() else {}
-        ctx = StageContext(params, lay, gen or 0, **({"log_metric": log_metric} if log_metric else {}))
+        ctx = StageContext(params, lay, gen or 0, log_metric)
         return importlib.import_module(f"flows.stages.{name}").run(ctx)
 
     if tracker is None:

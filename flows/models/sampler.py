@@ -1,6 +1,16 @@
-"""Batched sampling with a KV cache (transformers `generate`), cut at end-of-text."""
+"""Batched sampling: prompts bucketed by length, a KV cache, finished rows dropped as they end.
+
+`sample` is what the stages call. GPT-2 checkpoints decode through `fast.GPT2Decoder`
+(a preallocated cache, a few ops per layer); other architectures through HF
+`generate`. Every sample is cut at its first end-of-text: batched decoding keeps
+stepping finished rows until they are dropped, and that padding must never reach
+the synthetic data (STACK-NOTES trap).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -8,36 +18,114 @@ from tqdm.auto import tqdm
 from ..config import GenerateParams
 
 
+class Forward(Protocol):
+    """Incremental decoding state for one batch of equal-length prompts."""
+
+    def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor: ...  # (batch,) -> (batch, vocab) fp32
+    def keep(self, rows: torch.Tensor) -> None: ...  # drop the other rows from the state
+
+
+class CachedGPT2:
+    def __init__(self, decoder, batch: int, length: int):
+        self.decoder, self.cache = decoder, decoder.new_cache(batch, length)
+
+    def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+        return self.decoder.step(tokens, pos, self.cache)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.cache = self.cache[:, :, rows]
+
+
+def pick(logits: torch.Tensor, cfg: GenerateParams, gen: torch.Generator) -> torch.Tensor:
+    """Temperature, top-k and top-p in one pass over the (at most k) candidates, then a draw."""
+    logits = logits / cfg.temperature
+    if cfg.top_k:
+        logits, idx = logits.topk(min(cfg.top_k, logits.size(-1)), dim=-1)
+    elif cfg.top_p < 1:
+        logits, idx = logits.sort(dim=-1, descending=True)
+    else:
+        idx = None
+    if cfg.top_p < 1:
+        probs = logits.softmax(-1)
+        beyond = probs.cumsum(-1) - probs > cfg.top_p  # keep the smallest prefix reaching top_p
+        logits = logits.masked_fill(beyond, float("-inf"))
+    choice = torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
+    return choice if idx is None else idx.gather(1, choice[:, None]).squeeze(1)
+
+
 @torch.no_grad()
+def decode(forward: Forward, prompts: torch.Tensor, cfg: GenerateParams, eos: int,
+           gen: torch.Generator) -> list[list[int]]:
+    """New tokens for each row of `prompts` (batch, P), cut at the first end-of-text."""
+    batch, plen = prompts.shape
+    for pos in range(plen - 1):  # prefill, one position at a time (prompts are short)
+        forward.step(prompts[:, pos], pos)
+    out = torch.full((batch, cfg.max_new_tokens), eos, dtype=torch.long)
+    alive = torch.arange(batch)
+    tokens = prompts[:, -1]
+    ended_since_compact = 0
+    for t in range(cfg.max_new_tokens):
+        nxt = pick(forward.step(tokens, plen - 1 + t), cfg, gen)
+        out[alive, t] = nxt
+        ended = nxt == eos
+        ended_since_compact += int(ended.sum())
+        if ended_since_compact and ended_since_compact * 8 >= len(alive):  # drop finished rows
+            running = ~(out[alive, : t + 1] == eos).any(1)
+            if not running.any():
+                break
+            rows = running.nonzero().squeeze(1)
+            forward.keep(rows)
+            alive, nxt, ended_since_compact = alive[rows], nxt[rows], 0
+        tokens = nxt
+    return [_cut(row, eos) for row in out.tolist()]
+
+
+def _cut(row: list[int], eos: int) -> list[int]:
+    return row[: row.index(eos)] if eos in row else row
+
+
+def _buckets(prompts: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Indices grouped by prompt length, then split into batches."""
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_len.setdefault(len(p), []).append(i)
+    return [idx[s:s + batch_size] for _, idx in sorted(by_len.items()) for s in range(0, len(idx), batch_size)]
+
+
 def sample(model: torch.nn.Module, prompts: list[list[int]], cfg: GenerateParams, eos: int,
            seed: int, device: torch.device, desc: str = "sampling") -> list[list[int]]:
-    """New tokens for each prompt (prompt excluded), cut at the first end-of-text.
-
-    Prompts of equal length are batched together, so no padding enters a batch.
-    Batched `generate` pads finished rows with end-of-text; cutting at the first
-    one keeps that padding out of the synthetic data (STACK-NOTES trap).
-    """
-    torch.manual_seed(seed)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    """New tokens for each prompt (prompt excluded), cut at the first end-of-text."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    make = forward_factory(model, cfg)
     out: list[list[int]] = [[] for _ in prompts]
-    batches = [order[s:s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
-    with tqdm(total=len(prompts), desc=desc, unit="doc", leave=False) as bar:
-        for idx in batches:
-            for same_len in _split_by_length(idx, prompts):
-                ids = torch.tensor([prompts[i] for i in same_len], dtype=torch.long, device=device)
-                gen = model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                    top_k=cfg.top_k, top_p=cfg.top_p, pad_token_id=eos, eos_token_id=eos)
-                for row, i in enumerate(same_len):
-                    new = gen[row, ids.size(1):].tolist()
-                    out[i] = new[: new.index(eos)] if eos in new else new
-                bar.update(len(same_len))
+    with tqdm(total=len(prompts), desc=desc, unit="doc", leave=False, disable=None) as bar:
+        for idx in _buckets(prompts, cfg.batch_size):
+            batch = torch.tensor([prompts[i] for i in idx], dtype=torch.long, device=device)
+            for i, row in zip(idx, make(batch, gen)):
+                out[i] = row
+            bar.update(len(idx))
     return out
 
 
-def _split_by_length(idx: list[int], prompts: list[list[int]]) -> list[list[int]]:
-    groups: dict[int, list[int]] = {}
-    for i in idx:
-        groups.setdefault(len(prompts[i]), []).append(i)
-    return list(groups.values())
+def forward_factory(model: torch.nn.Module, cfg: GenerateParams
+                    ) -> Callable[[torch.Tensor, torch.Generator], list[list[int]]]:
+    """batch of prompts -> decoded rows, with the fastest path this model supports."""
+    eos = model.config.eos_token_id
+    if getattr(model.config, "model_type", "") == "gpt2":
+        from .fast import GPT2Decoder
+
+        decoder = GPT2Decoder(model)
+        return lambda batch, gen: decode(CachedGPT2(decoder, batch.size(0), batch.size(1) + cfg.max_new_tokens),
+                                         batch, cfg, eos, gen)
+    return lambda batch, gen: hf_generate(model, batch, cfg, eos, gen)
+
+
+@torch.no_grad()
+def hf_generate(model: torch.nn.Module, batch: torch.Tensor, cfg: GenerateParams, eos: int,
+                gen: torch.Generator) -> list[list[int]]:
+    """transformers `generate` (any architecture); seeded from `gen` through the global RNG."""
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+    ids = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), do_sample=True,
+                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                         top_k=cfg.top_k, top_p=cfg.top_p, pad_token_id=eos, eos_token_id=eos)
+    return [_cut(row, eos) for row in ids[:, batch.size(1):].tolist()]

@@ -39,7 +39,7 @@ def train(model: torch.nn.Module, stream: torch.Tensor, cfg: TrainParams, seed: 
     offsets = torch.arange(block + 1)
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc=desc, unit="step", leave=False)
+    bar = tqdm(range(cfg.steps), desc=desc, unit="step", leave=False, disable=None)
     for step in bar:
         starts = torch.randint(0, len(stream) - block - 1, (cfg.batch_size,), generator=gen)
         chunk = stream[starts[:, None] + offsets].to(device)

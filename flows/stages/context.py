@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from random import Random
 
 from ..config import Params
@@ -22,7 +22,7 @@ class StageContext:
     params: Params
     layout: Layout
     gen: int
-    log_metric: Callable[[str, float, int], None] = field(default=lambda key, value, step: None)
+    log_metric: Callable[[str, float, int], None]
 
     def seed(self, *purpose: object) -> int:
         return derive_seed(self.params.loop.seed, *purpose, self.gen)

@@ -70,7 +70,7 @@ CASES = {
     "bos prompt + tokens > context": (
         lambda r: _set(r, "generate.max_new_tokens", 256), ["generate.max_new_tokens", "(1)"]),
     "prefix prompt + tokens > context": (
-        _prefix_prompt, ["generate.max_new_tokens", "(16)", "model.context"]),
+        _prefix_prompt, ["generate.max_new_tokens", "(17)", "model.context"]),
     "heads do not divide": (
         lambda r: _set(r, "model.n_head", 3), ["model.n_embd", "model.n_head"]),
     "band reversed": (
