@@ -127,7 +127,8 @@ class MixParams(_Section):
 class TrainParams(_Section):
     init: Literal["scratch", "continue"] = Field(description="Train each generation from scratch or continue from the previous model.")
     steps: int = Field(ge=1, description="Optimizer steps per generation (fixed steps, so every strategy sees the same tokens).")
-    batch_size: int = Field(ge=1, description="Sequences per step.")
+    batch_size: int = Field(ge=1, description="Sequences per optimizer step.")
+    micro_batch: int = Field(ge=1, description="Sequences per forward/backward pass; gradients accumulate over batch_size / micro_batch passes (memory knob, same result).")
     block_size: int = Field(ge=8, description="Tokens per training sequence (packed, no padding); at most model.context.")
     lr: float = Field(gt=0, lt=1, description="Peak AdamW learning rate (linear warmup, cosine decay to lr/10).")
     warmup_steps: int = Field(ge=0, description="Linear warmup steps.")
@@ -137,6 +138,8 @@ class TrainParams(_Section):
 
     @model_validator(mode="after")
     def _warmup_below_steps(self) -> TrainParams:
+        if self.batch_size % self.micro_batch:
+            raise ValueError(f"train.micro_batch ({self.micro_batch}) must divide train.batch_size ({self.batch_size})")
         if self.warmup_steps >= self.steps:
             raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be below train.steps ({self.steps})")
         return self

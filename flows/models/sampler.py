@@ -49,8 +49,16 @@ def pick(logits: torch.Tensor, cfg: GenerateParams, gen: torch.Generator) -> tor
         probs = logits.softmax(-1)
         beyond = probs.cumsum(-1) - probs > cfg.top_p  # keep the smallest prefix reaching top_p
         logits = logits.masked_fill(beyond, float("-inf"))
-    choice = torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
+    choice = _draw(logits.softmax(-1), gen)
     return choice if idx is None else idx.gather(1, choice[:, None]).squeeze(1)
+
+
+def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One index per row by inverse CDF: one uniform per row instead of torch.multinomial's
+    one exponential per vocabulary entry (7 ms of a ~10 ms step at batch 64 here)."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.size(0), 1, generator=gen, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).clamp_(max=probs.size(-1) - 1).squeeze(1)
 
 
 @torch.no_grad()
@@ -60,8 +68,8 @@ def decode(forward: Forward, prompts: torch.Tensor, cfg: GenerateParams, eos: in
     batch, plen = prompts.shape
     for pos in range(plen - 1):  # prefill, one position at a time (prompts are short)
         forward.step(prompts[:, pos], pos)
-    out = torch.full((batch, cfg.max_new_tokens), eos, dtype=torch.long)
-    alive = torch.arange(batch)
+    out = torch.full((batch, cfg.max_new_tokens), eos, dtype=torch.long, device=prompts.device)
+    alive = torch.arange(batch, device=prompts.device)
     tokens = prompts[:, -1]
     ended_since_compact = 0
     for t in range(cfg.max_new_tokens):

@@ -35,25 +35,27 @@ def train(model: torch.nn.Module, stream: torch.Tensor, cfg: TrainParams, seed: 
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95), foreach=True)
+                            lr=cfg.lr, betas=(0.9, 0.95), fused=True)
     offsets = torch.arange(block + 1)
     model.train()
     losses: list[float] = []
     bar = tqdm(range(cfg.steps), desc=desc, unit="step", leave=False, disable=None)
     for step in bar:
         starts = torch.randint(0, len(stream) - block - 1, (cfg.batch_size,), generator=gen)
-        chunk = stream[starts[:, None] + offsets].to(device)
-        x, y = chunk[:, :-1], chunk[:, 1:]
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            logits = model(input_ids=x).logits
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        for micro in starts.split(cfg.micro_batch):  # gradient accumulation
+            chunk = stream[micro[:, None] + offsets].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                logits = model(input_ids=chunk[:, :-1]).logits
+            part = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
+            (part * len(micro) / cfg.batch_size).backward()
+            loss += part.item() * len(micro) / cfg.batch_size
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(loss.item())
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss)
         if step % 10 == 0 or step == cfg.steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if on_log:
