@@ -48,12 +48,19 @@ def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
     log.info("stage %s: %s", label, "up to date, reusing its outputs" if reuse else "start")
     start = time.perf_counter()
 
+    compute_s = 0.0
+
     def compute(log_metric=_no_metric) -> dict[str, float]:
+        nonlocal compute_s
         if reuse:
             stats = lay.stats(name, gen or 0)
             return io.read_json(stats) if stats and stats.is_file() else {}
         ctx = StageContext(params, lay, gen or 0, log_metric)
-        return importlib.import_module(f"flows.stages.{name}").run(ctx)
+        begin = time.perf_counter()
+        try:
+            return importlib.import_module(f"flows.stages.{name}").run(ctx)
+        finally:
+            compute_s = time.perf_counter() - begin
 
     if tracker is None:
         metrics = compute()
@@ -61,6 +68,6 @@ def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
         with tracker.stage(name, gen) as stage_log:
             metrics = compute(stage_log.metric)
             stage_log.result(metrics, time.perf_counter() - start, reused=reuse)
-    log.info("stage %s: done in %.1fs %s", label, time.perf_counter() - start,
+    log.info("stage %s: done in %.2fs (compute %.2fs) %s", label, time.perf_counter() - start, compute_s,
              {k: round(v, 4) for k, v in list(metrics.items())[:6]})
     return metrics
