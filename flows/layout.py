@@ -70,6 +70,10 @@ class Layout:
     def metrics(self, k: int) -> Path:
         return self.gen(k) / "metrics.json"
 
+    def ref_hist(self, k: int) -> Path:
+        """Histogram of the samples' perplexity under the frozen generation-0 model."""
+        return self.gen(k) / "ref_ppl_hist.json"
+
     def samples(self, k: int) -> Path:
         return self.gen(k) / "samples.jsonl"
 
@@ -86,3 +90,7 @@ class Layout:
     @property
     def plot(self) -> Path:
         return self.reports / "collapse.png"
+
+    @property
+    def ref_hist_plot(self) -> Path:
+        return self.reports / "ref_ppl_hist.png"

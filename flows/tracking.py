@@ -24,7 +24,9 @@ from .layout import Layout
 TAG_LOOP = "synthloop.loop_id"
 TAG_GEN = "synthloop.generation"
 TAG_PREFECT = "prefect.flow_run_id"
-EVAL_KEYS = ("test_ce", "test_ppl", "distinct_1", "distinct_2", "unigram_kl")
+EVAL_KEYS = ("test_ce", "test_ppl", "test_entropy", "distinct_1", "distinct_2", "distinct_3", "ttr",
+             "self_bleu", "unigram_kl", "unigram_js", "rare_coverage", "zipf_slope", "ref_ppl_p50",
+             "top_name_share", "name_tv", "pronoun_tv")
 
 
 def tracking_uri(params: Params, root: Path) -> str:
@@ -117,7 +119,7 @@ class LoopTracker:
 
     def log_summary(self) -> None:
         lay = self.layout
-        for path in (lay.summary, lay.plot):
+        for path in (lay.summary, lay.plot, lay.ref_hist_plot):
             if path.exists():
                 self.client.log_artifact(self.parent_id, str(path), "report")
 
@@ -168,5 +170,6 @@ class StageLog:
         elif self.stage == "evaluate":
             client.log_artifact(rid, str(lay.metrics(k)))
             client.log_artifact(rid, str(lay.samples(k)))
+            client.log_artifact(rid, str(lay.ref_hist(k)))
         elif self.stage == "report":
             self.t.log_summary()

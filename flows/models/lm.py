@@ -144,16 +144,19 @@ def sequence_nll(model: torch.nn.Module, seqs: list[list[int]], eos: int, batch_
 
 @torch.no_grad()
 def stream_ce(model: torch.nn.Module, stream: torch.Tensor, block: int, batch_size: int,
-              device: torch.device) -> tuple[float, int]:
-    """Mean next-token cross-entropy (nats) over non-overlapping blocks of a token stream."""
+              device: torch.device) -> tuple[float, float, int]:
+    """Mean next-token cross-entropy and predictive entropy (nats) over non-overlapping
+    blocks of a token stream, and the number of tokens scored."""
     n_blocks = (len(stream) - 1) // block
     if n_blocks < 1:
         raise DataError(f"held-out test split has {len(stream)} tokens, fewer than one block of {block}")
     x = stream[: n_blocks * block].view(n_blocks, block)
     y = stream[1: n_blocks * block + 1].view(n_blocks, block)
-    total = 0.0
+    total = entropy = 0.0
     for start in range(0, n_blocks, batch_size):
         xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
-        logits = model(input_ids=xb).logits.float()
-        total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), yb.reshape(-1), reduction="sum"))
-    return total / (n_blocks * block), n_blocks * block
+        logp = model(input_ids=xb).logits.float().log_softmax(-1)
+        total -= float(logp.gather(-1, yb[..., None]).sum())
+        entropy -= float((logp.exp() * logp).sum())
+    n = n_blocks * block
+    return total / n, entropy / n, n

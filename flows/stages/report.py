@@ -1,4 +1,4 @@
-"""report: one summary row per generation (reports/summary.csv) and the collapse plot."""
+"""report: one summary row per generation (reports/summary.csv) and the plots."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from .. import io
 from ..layout import Layout
 from .context import StageContext
 
-COLUMNS = ["generation", "test_ce", "test_ppl", "distinct_1", "distinct_2", "unigram_kl",
-           "n_train", "synthetic_share", "n_generated", "n_kept", "kept_share",
+COLUMNS = ["generation", "test_ce", "test_ppl", "test_entropy", "distinct_1", "distinct_2", "distinct_3",
+           "ttr", "self_bleu", "unigram_kl", "unigram_js", "rare_coverage", "rare_coverage_real", "zipf_slope",
+           "ref_ppl_mean", "ref_ppl_p10", "ref_ppl_p50", "ref_ppl_p90", "top_name_share", "name_tv",
+           "pronoun_tv", "she_share", "n_train", "synthetic_share", "n_generated", "n_kept", "kept_share",
            "sample_words_mean", "empty_share"]
-PLOTTED = ["test_ppl", "distinct_1", "distinct_2", "unigram_kl", "synthetic_share", "kept_share"]
+PLOTTED = ["test_ppl", "distinct_2", "self_bleu", "unigram_kl", "rare_coverage", "ref_ppl_p50",
+           "top_name_share", "synthetic_share"]
 
 
 def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
@@ -38,23 +41,54 @@ def to_csv(rows: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def plot(rows: list[dict[str, float]], out: Path, title: str) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, out: Path) -> None:
+    with io.atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+
+
+def plot(rows: list[dict[str, float]], out: Path, title: str) -> None:
+    plt = _pyplot()
     gens = [r["generation"] for r in rows]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.5), constrained_layout=True)
     for ax, key in zip(axes.flat, PLOTTED):
         ax.plot(gens, [r[key] for r in rows], marker="o")
+        if key == "rare_coverage":
+            ax.plot(gens, [r["rare_coverage_real"] for r in rows], ls="--", color="grey", label="real text, same size")
+            ax.legend(fontsize=8)
         ax.set_title(key)
         ax.set_xlabel("generation")
         ax.set_xticks(gens)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    with io.atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    _save(fig, out)
+    plt.close(fig)
+
+
+def plot_ref_hist(lay: Layout, generations: int, out: Path) -> None:
+    """Shumailov's figure: the samples' perplexity under the frozen gen-0 model, by generation."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    cmap = plt.get_cmap("viridis")
+    for k in range(generations + 1):
+        hist = io.read_json(lay.ref_hist(k))
+        edges, counts = hist["edges"], hist["counts"]
+        total = max(1, sum(counts))
+        ax.stairs([c / total for c in counts], edges, color=cmap(k / max(1, generations)), label=f"gen {k}")
+    ax.set_xscale("log")
+    ax.set_xlabel("perplexity of a sample under the generation-0 model")
+    ax.set_ylabel("share of samples")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, out)
     plt.close(fig)
 
 
@@ -63,6 +97,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     rows = summary_rows(lay, p.loop.generations)
     io.write_text(lay.summary, to_csv(rows))
     plot(rows, lay.plot, f"synthloop: {p.mix.strategy}, {p.loop.generations} generations, seed {p.loop.seed}")
+    plot_ref_hist(lay, p.loop.generations, lay.ref_hist_plot)
     first, last = rows[0], rows[-1]
     return {"final_test_ppl": last["test_ppl"], "delta_test_ce": last["test_ce"] - first["test_ce"],
             "delta_distinct_2": last["distinct_2"] - first["distinct_2"]}

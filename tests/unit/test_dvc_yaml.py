@@ -101,11 +101,11 @@ def test_generation_outputs_match_layout(dvc, params_dict, root):
         names = [n + suffix for n in ("generate", "grade", "mix", "train", "evaluate")]
         outs = {p for n in names if n in stages for p in produced(stages[n])}
         expected = {lay.train_set(k), lay.pool(k), lay.mix_stats(k), lay.model(k),
-                    lay.metrics(k), lay.samples(k)}
+                    lay.metrics(k), lay.samples(k), lay.ref_hist(k)}
         if k:
             expected |= {lay.synthetic(k), lay.graded(k), lay.grade_stats(k)}
         assert outs == {rel(p) for p in expected}
-    assert set(paths_of(stages["report"]["outs"])) == {rel(lay.summary), rel(lay.plot)}
+    assert set(paths_of(stages["report"]["outs"])) == {rel(lay.summary), rel(lay.plot), rel(lay.ref_hist_plot)}
     assert paths_of(stages["prepare"]["outs"]) == [rel(lay.data)]
     deps = {d for s in stages.values() for d in paths_of(s.get("deps"))}
     data_deps = {d for d in deps if d.startswith(rel(lay.data) + "/")}
