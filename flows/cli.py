@@ -26,6 +26,8 @@ def quiet_offline_env(root: Path) -> None:
         "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "HF_HOME": str(root / ".hf"), "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        # a fresh Prefect database takes 15-30 s to migrate on a busy 2-core machine (default limit: 20 s)
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
