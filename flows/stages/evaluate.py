@@ -61,11 +61,12 @@ def run(ctx: StageContext) -> dict[str, float]:
                  desc=f"gen {k}: eval samples")
     texts = lm.decode(tok, ids)
     reference = model if k == 0 else lm.load_model(lay.model(0), device)  # frozen, real data only
-    ref_ppl = [math.exp(s / max(n, 1)) for s, n in lm.sequence_nll(reference, ids, eos, cfg.batch_size, device)]
+    scored = lm.sequence_nll(reference, ids, eos, cfg.batch_size, device)
+    ref_ppl = [math.exp(s / n) for s, n in scored if n > 0]  # empty samples have no perplexity
     metrics = {"test_ce": ce, "test_ppl": math.exp(ce), "test_entropy": entropy, "test_tokens": n_tokens,
                **sample_metrics(texts, test, [r["text"] for r in io.read_rows(lay.real_train)]),
                **{f"ref_ppl_{q}": v for q, v in suite.quantiles(ref_ppl).items()},
-               "ref_ppl_mean": sum(ref_ppl) / len(ref_ppl)}
+               "ref_ppl_mean": sum(ref_ppl) / max(1, len(ref_ppl))}
     io.write_json(lay.metrics(k), metrics)
     io.write_json(lay.ref_hist(k), {"edges": suite.log_bin_edges(*PPL_BINS),
                                     "counts": suite.log_histogram(ref_ppl, *PPL_BINS)})
