@@ -87,7 +87,8 @@ def total_variation(p: Counter[str], q: Counter[str]) -> float:
     sp, sq = sum(p.values()), sum(q.values())
     if sp == 0 or sq == 0:
         return 0.0 if sp == sq else 1.0
-    return 0.5 * sum(abs(p[k] / sp - q[k] / sq) for k in set(p) | set(q))
+    # sorted: a set's order changes with PYTHONHASHSEED, and so would the float sum's last digit
+    return 0.5 * sum(abs(p[k] / sp - q[k] / sq) for k in sorted(set(p) | set(q)))
 
 
 def bias_metrics(real_texts: Sequence[str], sample_texts: Sequence[str],

@@ -210,3 +210,18 @@ def test_sample_metrics_has_every_summary_metric_in_range():
         assert 0 <= m[key] <= 1, key
     assert m["empty_share"] == 1 / 3
     assert set(m) <= set(COLUMNS)
+
+
+def test_sample_metrics_do_not_depend_on_the_hash_seed():
+    """DVC runs each stage in its own process: set order must not reach a float sum."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from flows.stages.evaluate import sample_metrics; "
+            "real = ['Hans met Grethel and the King. Then the Queen and Hans and she ran.'] * 5; "
+            "s = ['the King and Hans went home, he said.', 'Grethel and the Queen sang; she smiled.']; "
+            "print(json.dumps(sample_metrics(s, real, real), sort_keys=True))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(outs) == 1
