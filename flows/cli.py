@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import sys
@@ -57,8 +56,9 @@ def print_summary(path: Path) -> None:
     cols = {"generation": "gen", "test_ppl": "test_ppl", "test_ce": "test_ce", "distinct_1": "dist_1",
             "distinct_2": "dist_2", "unigram_kl": "uni_kl", "synthetic_share": "synth_share",
             "n_train": "n_train", "n_generated": "n_gen", "n_kept": "n_kept"}
-    with path.open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    from .stages.report import read_summary
+
+    rows = read_summary(path)
     table = Table(title=f"synthloop summary ({path})")
     for header in cols.values():
         table.add_column(header, justify="right")

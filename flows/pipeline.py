@@ -14,6 +14,7 @@ from . import io, versioning
 from .config import Params, load_params
 from .layout import Layout
 from .runner import run_stage
+from .stages.report import read_summary
 from .tracking import LoopTracker
 
 
@@ -59,15 +60,9 @@ def loop(params_file: str = "params.yaml", root: str = ".") -> str:
         create_markdown_artifact(_generation_markdown(lay, k), key=f"generation-{k}",
                                  description=f"metrics and samples of generation {k}")
     stage_task("report", None, params, home, tracker, dvc)
-    rows = [dict(r) for r in _read_csv(lay.summary)]
+    rows = read_summary(lay.summary)
     create_table_artifact(rows, key="summary", description="per-generation summary")
     create_link_artifact(tracker.ui_url(), link_text="MLflow run", key="mlflow-run",
                          description=json.dumps({"run_id": tracker.parent_id, "tracking_uri": tracker.uri}))
     return tracker.parent_id
 
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    import csv
-
-    with path.open(encoding="utf-8") as f:
-        return list(csv.DictReader(f))

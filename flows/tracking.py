@@ -24,9 +24,6 @@ from .layout import Layout
 TAG_LOOP = "synthloop.loop_id"
 TAG_GEN = "synthloop.generation"
 TAG_PREFECT = "prefect.flow_run_id"
-EVAL_KEYS = ("test_ce", "test_ppl", "test_entropy", "distinct_1", "distinct_2", "distinct_3", "ttr",
-             "self_bleu", "unigram_kl", "unigram_js", "rare_coverage", "zipf_slope", "ref_ppl_p50",
-             "top_name_share", "name_tv", "pronoun_tv")
 
 
 def tracking_uri(params: Params, root: Path) -> str:
@@ -149,7 +146,7 @@ class StageLog:
         batch = [Metric(f"{self.stage}.{k}", float(v), now, 0) for k, v in values.items()]
         self.t.client.log_batch(self.run_id, metrics=batch)
         if self.stage == "evaluate" and self.gen is not None:
-            parent = [Metric(k, float(metrics[k]), now, self.gen) for k in EVAL_KEYS if k in metrics]
+            parent = [Metric(k, float(v), now, self.gen) for k, v in metrics.items()]  # step = generation
             self.t.client.log_batch(self.t.parent_id, metrics=parent)
         self._artifacts()
 

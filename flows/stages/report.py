@@ -32,6 +32,11 @@ def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
     return rows
 
 
+def read_summary(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
 def to_csv(rows: list[dict[str, float]]) -> str:
     buf = stdio.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
