@@ -139,6 +139,76 @@ def show(params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> No
     _guard(debug, _show)
 
 
+def _values(text: str) -> list:
+    """'replace,accumulate' or '0.5,1' -> typed YAML scalars."""
+    import yaml
+
+    return [yaml.safe_load(v) for v in text.split(",") if v.strip()]
+
+
+@app.command()
+def sweep(spec: Annotated[Optional[Path], typer.Argument(help="Sweep file (see sweeps/anchor.yaml); or use --grid.")] = None,
+          grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help="KEY=V1,V2: one axis of a grid, e.g. mix.strategy=replace,accumulate (repeatable).")] = None,
+          seeds: Annotated[str, typer.Option("--seeds", help="With --grid: comma-separated loop seeds.")] = "0",
+          name: Annotated[str, typer.Option("--name", help="With --grid: the sweep's name (its folder under sweeps/).")] = "grid",
+          params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> None:
+    """Run many loops (arms x seeds) and compare them: sweeps/NAME/summary.csv and report/report.md."""
+    root = Path.cwd()
+    quiet_offline_env(root)
+
+    def _sweep() -> None:
+        from .config import ConfigError
+        from . import sweep as sweeps
+
+        if spec is not None and grid:
+            raise ConfigError("give a sweep file or --grid, not both")
+        if spec is not None:
+            s = sweeps.load_spec(spec)
+        else:
+            if not grid:
+                raise ConfigError("nothing to sweep: give a sweep file (e.g. sweeps/anchor.yaml) or --grid KEY=V1,V2")
+            axes = {}
+            for item in grid:
+                key, eq, values = item.partition("=")
+                if not eq or not _values(values):
+                    raise ConfigError(f"--grid {item!r}: write KEY=V1,V2, e.g. mix.strategy=replace,accumulate")
+                axes[key.strip()] = _values(values)
+            s = sweeps.grid_spec(name, str(params), axes, [int(v) for v in _values(seeds)])
+        runs = sweeps.plan(s, root)  # every run's params validated before anything starts
+        folder = root / s.out / s.name
+        spec_file = spec
+        if spec_file is None:  # the grid's spec is kept with its results, so it can be rerun
+            import yaml
+
+            from .io import write_text
+
+            spec_file = folder / "sweep.yaml"
+            write_text(spec_file, yaml.safe_dump(s.model_dump(), sort_keys=False))
+        typer.echo(f"sweep {s.name}: {len(s.arms)} arms x {len(s.seeds)} seeds = {len(runs)} loops")
+        from .pipeline import sweep as sweep_flow
+
+        sweep_flow(str(spec_file.resolve()), str(root))
+        typer.echo(f"\nsummary:  {folder / 'summary.csv'}\nreport:   {folder / 'report' / 'report.md'}")
+
+    _guard(debug, _sweep)
+
+
+@app.command()
+def report(summary: Annotated[Path, typer.Argument(help="A summary.csv from a sweep (or a loop's reports/summary.csv).")],
+           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for report.md and plots (default: report/ beside the summary).")] = None,
+           title: Annotated[str, typer.Option("--title", help="Report title.")] = "synthloop report",
+           debug: DebugOpt = False) -> None:
+    """Turn a summary.csv into report.md + plots (one line per arm, a band over seeds)."""
+
+    def _report() -> None:
+        from .compare import write_report
+
+        path = write_report(summary, out or summary.parent / "report", title=title, root=Path.cwd())
+        typer.echo(f"report: {path}")
+
+    _guard(debug, _report)
+
+
 def main() -> None:
     app()
 

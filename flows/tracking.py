@@ -32,6 +32,15 @@ def tracking_uri(params: Params, root: Path) -> str:
             or f"sqlite:///{root.resolve() / '.mlflow' / 'mlflow.db'}")
 
 
+def experiment_id(client, params: Params, root: Path, uri: str) -> str:
+    """The experiment of tracking.experiment, created (artifacts inside the project for sqlite) if new."""
+    exp = client.get_experiment_by_name(params.tracking.experiment)
+    if exp:
+        return exp.experiment_id
+    location = (root.resolve() / ".mlflow" / "artifacts").as_uri() if uri.startswith("sqlite:") else None
+    return client.create_experiment(params.tracking.experiment, artifact_location=location)
+
+
 def params_loop_id(params: Params) -> str:
     """The loop id of a DVC-run stage: the same params are the same loop."""
     blob = json.dumps(flatten(params), sort_keys=True, default=str).encode()
@@ -49,25 +58,17 @@ def git_commit(root: Path) -> str:
 class LoopTracker:
     """Finds or creates the loop's runs and logs one stage at a time."""
 
-    def __init__(self, params: Params, root: Path, loop_id: str, prefect_run_id: str | None = None):
+    def __init__(self, params: Params, root: Path, loop_id: str, prefect_run_id: str | None = None,
+                 parent_run_id: str | None = None, run_name: str | None = None):
         from mlflow.tracking import MlflowClient
 
         self.params, self.layout, self.loop_id = params, Layout.of(params, root), loop_id
-        self.prefect_run_id = prefect_run_id
+        self.prefect_run_id, self.sweep_run_id, self.run_name = prefect_run_id, parent_run_id, run_name
         self.uri = tracking_uri(params, root)
         (root / ".mlflow").mkdir(exist_ok=True)
         self.client = MlflowClient(self.uri)
-        self.experiment_id = self._experiment(root)
+        self.experiment_id = experiment_id(self.client, params, root, self.uri)
         self.parent_id = self._find_or_create(None)
-
-    def _experiment(self, root: Path) -> str:
-        exp = self.client.get_experiment_by_name(self.params.tracking.experiment)
-        if exp:
-            return exp.experiment_id
-        location = None
-        if self.uri.startswith("sqlite:"):
-            location = (root.resolve() / ".mlflow" / "artifacts").as_uri()
-        return self.client.create_experiment(self.params.tracking.experiment, artifact_location=location)
 
     def _find_or_create(self, gen: int | None) -> str:
         query = f"tags.`{TAG_LOOP}` = '{self.loop_id}'"
@@ -80,7 +81,9 @@ class LoopTracker:
             tags[TAG_PREFECT] = self.prefect_run_id
         if gen is None:
             tags["git.commit"] = git_commit(self.layout.root)
-            name = f"loop {self.params.mix.strategy} seed {self.params.loop.seed}"
+            if self.sweep_run_id:
+                tags["mlflow.parentRunId"] = self.sweep_run_id
+            name = self.run_name or f"loop {self.params.mix.strategy} seed {self.params.loop.seed}"
         else:
             tags["mlflow.parentRunId"] = self.parent_id
             name = f"generation {gen}"
@@ -170,3 +173,32 @@ class StageLog:
             client.log_artifact(rid, str(lay.ref_hist(k)))
         elif self.stage == "report":
             self.t.log_summary()
+
+
+class SweepTracker:
+    """The sweep's own MLflow run: the spec, the comparison report; loop runs are its children."""
+
+    def __init__(self, params: Params, root: Path, spec, prefect_run_id: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = tracking_uri(params, root)
+        (root / ".mlflow").mkdir(exist_ok=True)
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = experiment_id(self.client, params, root, self.uri)
+        found = self.client.search_runs([self.experiment_id], f"tags.`synthloop.sweep` = '{spec.name}' "
+                                        f"and tags.`{TAG_GEN}` = 'sweep'", max_results=1)
+        if found:
+            self.run_id = found[0].info.run_id
+        else:
+            tags = {"synthloop.sweep": spec.name, TAG_GEN: "sweep", "git.commit": git_commit(root)}
+            if prefect_run_id:
+                tags[TAG_PREFECT] = prefect_run_id
+            self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=f"sweep {spec.name}").info.run_id
+            self.client.log_param(self.run_id, "sweep.spec", json.dumps(spec.model_dump(), sort_keys=True)[:6000])
+            self.client.log_param(self.run_id, "sweep.runs", len(spec.arms) * len(spec.seeds))
+        self.client.update_run(self.run_id, status="RUNNING")
+
+    def log_report(self, summary: Path, report: Path) -> None:
+        self.client.log_artifact(self.run_id, str(summary), "report")
+        self.client.log_artifacts(self.run_id, str(report.parent), "report")
+        self.client.set_terminated(self.run_id, "FINISHED")

@@ -39,3 +39,16 @@ def commit(root: Path, stage: str) -> None:
     with Repo(str(root)) as repo:
         repo.commit(stage, force=True)
     log.info("dvc: recorded %s in dvc.lock", stage)
+
+
+class DvcResume:
+    """Resume through DVC: a stage is done when `dvc status` says it is current."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def done(self, name: str, gen: int | None) -> bool:
+        return up_to_date(self.root, dvc_stage(name, gen))
+
+    def record(self, name: str, gen: int | None) -> None:
+        commit(self.root, dvc_stage(name, gen))

@@ -1,7 +1,8 @@
 """evaluate: real-data perplexity, and the diversity, tails and bias of fresh samples.
 
 Every metric is defined in docs/metrics.md. The samples are `evaluate.num_samples`
-unconditional samples with the generate settings: same count and length each generation.
+unconditional samples at T=1 without truncation (generate's length and batch):
+same count and length each generation.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def run(ctx: StageContext) -> dict[str, float]:
     test = [r["text"] for r in io.read_rows(lay.real_test)]
     stream = lm.pack(tok, test)[: p.evaluate.max_test_tokens + 1]
     ce, entropy, n_tokens = lm.stream_ce(model, stream, p.train.block_size, p.generate.batch_size, device)
-    cfg: GenerateParams = p.generate.model_copy(update={"num_samples": p.evaluate.num_samples})
+    # plain ancestral sampling (T=1, no truncation): the model's own distribution, whatever the
+    # generate stage's sampling bias, so arms that differ only in sampling share generation 0
+    cfg: GenerateParams = p.generate.model_copy(update={"num_samples": p.evaluate.num_samples,
+                                                        "temperature": 1.0, "top_k": 0, "top_p": 1.0})
     ids = sample(model, [[eos]] * cfg.num_samples, cfg, eos, ctx.seed("eval-samples"), device,
                  desc=f"gen {k}: eval samples")
     texts = lm.decode(tok, ids)

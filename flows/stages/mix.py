@@ -49,7 +49,10 @@ def run(ctx: StageContext) -> dict[str, float]:
         train = mix_rows(p.mix, real_base, real_all, kept, pool, ctx.rng("mix"))
     io.write_rows(lay.pool(k), pool)
     io.write_rows(lay.train_set(k), train)
+    n_words = {src: sum(len(r["text"].split()) for r in train if r["source"] == src) for src in ("real", "synthetic")}
     stats = {"n_train": len(train), "n_real": sum(r["source"] == "real" for r in train),
-             "synthetic_share": share(train, "synthetic"), "pool_size": len(pool)}
+             "synthetic_share": share(train, "synthetic"), "pool_size": len(pool),
+             # documents differ in length (whole real tales vs capped samples): the share by words
+             "synthetic_word_share": n_words["synthetic"] / max(1, sum(n_words.values()))}
     io.write_json(lay.mix_stats(k), stats)
     return stats

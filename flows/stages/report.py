@@ -13,7 +13,7 @@ from .context import StageContext
 COLUMNS = ["generation", "test_ce", "test_ppl", "test_entropy", "distinct_1", "distinct_2", "distinct_3",
            "ttr", "self_bleu", "unigram_kl", "unigram_js", "rare_coverage", "rare_coverage_real", "zipf_slope",
            "ref_ppl_mean", "ref_ppl_p10", "ref_ppl_p50", "ref_ppl_p90", "top_name_share", "name_tv",
-           "pronoun_tv", "she_share", "n_train", "synthetic_share", "n_generated", "n_kept", "kept_share",
+           "pronoun_tv", "she_share", "n_train", "synthetic_share", "synthetic_word_share", "n_generated", "n_kept", "kept_share",
            "sample_words_mean", "empty_share"]
 PLOTTED = ["test_ppl", "distinct_2", "self_bleu", "unigram_kl", "rare_coverage", "ref_ppl_p50",
            "top_name_share", "synthetic_share"]

@@ -1,0 +1,60 @@
+"""The sweep report: deltas vs generation 0, mean ± sd over seeds, report.md and plots."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from flows.compare import final_table, load, with_deltas, write_report
+from flows.io import DataError
+
+
+def frame() -> pd.DataFrame:
+    rows = []
+    for arm, slope in (("replace", 1.0), ("accumulate", 0.1)):
+        for seed, start in ((0, 5.0), (1, 6.0)):
+            for g in range(3):
+                rows.append({"arm": arm, "seed": seed, "run": f"{arm}-s{seed}", "generation": g,
+                             "test_ce": start + slope * g, "distinct_2": 0.9 - 0.1 * g * slope})
+    return pd.DataFrame(rows)
+
+
+def test_deltas_are_per_run_changes_since_generation_zero():
+    df = with_deltas(frame(), ["test_ce"])
+    last = df[(df.generation == 2) & (df.arm == "replace")]
+    assert list(last["test_ce_delta"]) == [2.0, 2.0]
+    assert list(df[df.generation == 0]["test_ce_delta"]) == [0.0] * 4
+
+
+def test_final_table_is_mean_and_sd_over_seeds():
+    table = final_table(with_deltas(frame(), ["test_ce"]), ["test_ce"]).set_index("arm")
+    # replace at gen 2: seeds give 7 and 8 -> mean 7.5, sd 0.71; delta +2 for both
+    assert table.loc["replace", "test_ce"] == "7.5 ± 0.71"
+    assert table.loc["replace", "Δtest_ce"] == "+2 ± 0"
+    assert table.loc["accumulate", "Δtest_ce"] == "+0.2 ± 0"
+    assert table.loc["replace", "seeds"] == 2
+
+
+def test_write_report_makes_markdown_and_plots(tmp_path):
+    summary = tmp_path / "summary.csv"
+    frame().to_csv(summary, index=False)
+    report = write_report(summary, tmp_path / "report", title="t")
+    text = report.read_text()
+    assert "| replace | 2 | 7.5 ± 0.71 | +2 ± 0 |" in text
+    assert "![metrics](metrics.png)" in text
+    for png in ("metrics.png", "delta.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_single_loop_summary_is_one_arm(tmp_path):
+    summary = tmp_path / "summary.csv"
+    frame()[lambda d: d.run == "replace-s0"].drop(columns=["arm", "seed", "run"]).to_csv(summary, index=False)
+    assert set(load(summary)["arm"]) == {"loop"}
+
+
+def test_missing_or_foreign_summary_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no such summary"):
+        load(tmp_path / "nope.csv")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="not a synthloop summary"):
+        load(tmp_path / "x.csv")

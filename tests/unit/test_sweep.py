@@ -1,0 +1,87 @@
+"""Sweep specs, run plans, generation-0 sharing keys and the resume ledger."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.config import ConfigError
+from flows.ledger import Ledger, params_key
+from flows.sweep import NOT_GEN0, grid_spec, override, parse_spec, plan
+from tests.conftest import tiny_params, write_params
+
+
+@pytest.fixture
+def base(tmp_path):
+    write_params(tmp_path, tiny_params(tmp_path / "train.txt", tmp_path / "test.txt"))
+    return tmp_path
+
+
+def spec(**kw):
+    raw = {"name": "s", "seeds": [0, 1], "arms": {"replace": {}, "acc": {"mix.strategy": "accumulate"}}}
+    raw.update(kw)
+    return parse_spec(raw, "sweep.yaml")
+
+
+def test_plan_is_seed_major_with_own_folders_and_shared_data(base):
+    runs = plan(spec(), base)
+    assert [r.name for r in runs] == ["replace-s0", "acc-s0", "replace-s1", "acc-s1"]
+    assert runs[1].params.mix.strategy == "accumulate" and runs[2].params.loop.seed == 1
+    assert len({r.params.paths.data for r in runs}) == 1
+    assert len({r.params.paths.gens for r in runs}) == 4
+    assert runs[0].params.paths.gens == "sweeps/s/runs/replace-s0/gens"
+
+
+def test_generation_zero_is_shared_only_where_it_cannot_differ(base):
+    r0, a0, r1, _ = plan(spec(), base)
+    assert params_key(r0.params, drop=NOT_GEN0) == params_key(a0.params, drop=NOT_GEN0)
+    assert params_key(r0.params, drop=NOT_GEN0) != params_key(r1.params, drop=NOT_GEN0)  # other seed
+    steps = plan(spec(arms={"a": {}, "b": {"train.steps": 31}}), base)
+    assert params_key(steps[0].params, drop=NOT_GEN0) != params_key(steps[1].params, drop=NOT_GEN0)
+
+
+def test_unknown_override_key_names_it_with_a_hint(base):
+    with pytest.raises(ConfigError, match=r"arm acc: unknown key 'mix.stratgy'; did you mean 'mix.strategy'\?"):
+        plan(spec(arms={"acc": {"mix.stratgy": "accumulate"}}), base)
+
+
+def test_bad_override_value_is_a_params_error(base):
+    with pytest.raises(ConfigError, match="arm bad.*mix.strategy = 'nope' is not allowed"):
+        plan(spec(arms={"bad": {"mix.strategy": "nope"}}), base)
+
+
+@pytest.mark.parametrize("raw,match", [
+    ({"name": "s", "seeds": [], "arms": {"a": {}}}, "seeds"),
+    ({"name": "s", "seeds": [0], "arms": {}}, "arms"),
+    ({"name": "../up", "seeds": [0], "arms": {"a": {}}}, "name"),
+    ({"name": "s", "seeds": [0], "arms": {"a/b": {}}}, "arm name 'a/b'"),
+    ({"name": "s", "seeds": [0], "arms": {"a": {}}, "sed": 1}, "sed"),
+])
+def test_bad_spec_is_one_clear_line(raw, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        parse_spec(raw, "sweep.yaml")
+    assert "\n" not in str(err.value)
+
+
+def test_grid_is_the_cartesian_product():
+    s = grid_spec("g", "params.yaml", {"mix.strategy": ["replace", "accumulate"], "generate.temperature": [1.0, 0.7]}, [0])
+    assert list(s.arms) == ["strategy=replace_temperature=1.0", "strategy=replace_temperature=0.7",
+                            "strategy=accumulate_temperature=1.0", "strategy=accumulate_temperature=0.7"]
+    assert s.arms["strategy=accumulate_temperature=0.7"] == {"mix.strategy": "accumulate", "generate.temperature": 0.7}
+
+
+def test_override_leaves_the_base_untouched():
+    base = {"mix": {"strategy": "replace"}}
+    assert override(base, {"mix.strategy": "accumulate"}, "x") == {"mix": {"strategy": "accumulate"}}
+    assert base == {"mix": {"strategy": "replace"}}
+
+
+def test_ledger_resumes_and_distrusts_everything_after_a_rerun(tmp_path):
+    path = tmp_path / ".ledger.json"
+    book = Ledger(path, "k1")
+    book.record("prepare", None)
+    book.record("mix", 0)
+    again = Ledger(path, "k1")
+    assert again.done("prepare", None) and again.done("mix", 0) and not again.done("train", 0)
+    again.record("train", 0)  # something ran again: later entries are no longer trusted in this run
+    assert not again.done("mix", 0)
+    assert not Ledger(path, "k2").done("prepare", None)  # other params start over
