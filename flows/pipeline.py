@@ -93,6 +93,7 @@ def sweep_run(params_file: str, root: str, run_name: str, sweep_run_id: str) -> 
     params = load_params(path)
     tracker = LoopTracker(params, home, loop_id=f"sweep-{run_name}-{params_key(params)[:8]}",
                           prefect_run_id=str(flow_run.id), parent_run_id=sweep_run_id, run_name=run_name)
+    tracker.client.log_artifact(tracker.parent_id, str(path))  # the run's exact params: rerun it alone
     return run_loop(params, home, tracker, path)
 
 
