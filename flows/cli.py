@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ def quiet_offline_env(root: Path) -> None:
     defaults = {
         "PREFECT_HOME": str(root / ".prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1", "PREFECT_LOGGING_EXTRA_LOGGERS": "synthloop",
-        "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "HF_HOME": str(root / ".hf"), "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
         # a fresh Prefect database takes 15-30 s to migrate on a busy 2-core machine (default limit: 20 s)
@@ -47,6 +48,17 @@ def _guard(debug: bool, fn, *args):
             raise
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    except OSError as exc:  # the machine, not the code: disk full, read-only folder, file-size limit
+        if debug or exc.errno not in _OS_ADVICE:
+            raise
+        typer.echo(f"error: {exc.filename or 'a file'}: {exc.strerror}; {_OS_ADVICE[exc.errno]}", err=True)
+        raise typer.Exit(1) from None
+
+
+_FREE = "free space (or raise the limit) and rerun the same command: finished stages are kept"
+_WRITABLE = "make the project folder writable and rerun the same command"
+_OS_ADVICE = {errno.ENOSPC: _FREE, errno.EDQUOT: _FREE, errno.EFBIG: _FREE,
+              errno.EROFS: _WRITABLE, errno.EACCES: _WRITABLE, errno.EPERM: _WRITABLE}
 
 
 def print_summary(path: Path) -> None:
@@ -207,6 +219,29 @@ def report(summary: Annotated[Path, typer.Argument(help="A summary.csv from a sw
         typer.echo(f"report: {path}")
 
     _guard(debug, _report)
+
+
+@app.command()
+def ui(prefect_port: Annotated[int, typer.Option("--prefect-port", help="Port of the Prefect server and UI.")] = 4200,
+       mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="Port of the MLflow UI.")] = 5000,
+       params: Annotated[Path, typer.Option("--params", "-p", help="The loop form's defaults.")] = Path("params.yaml"),
+       debug: DebugOpt = False) -> None:
+    """Start the Prefect UI (deployments loop/default, sweep/default) and the MLflow UI on 127.0.0.1; Ctrl-C stops both."""
+    root = Path.cwd()
+    quiet_offline_env(root)
+
+    def _ui() -> None:
+        from .ui import UiError, run_ui
+
+        try:
+            run_ui(root, params, prefect_port, mlflow_port, echo=typer.echo)
+        except UiError as exc:
+            if debug:
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    _guard(debug, _ui)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ home. The dotted key (``mix.real_fraction``) is the params.yaml path, the
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 STRATEGIES = ("replace", "accumulate", "accumulate_subsample", "fixed_fraction")
 SELF_RULES = ("none", "threshold", "lowest", "highest", "band")
+# grade.steps: every grader the grade stage knows (flows/graders/steps.py implements them)
+GRADERS = ("filters", "dedup", "decontaminate", "self", "reference", "verifier", "judge")
 
 
 class ConfigError(ValueError):
@@ -31,6 +34,17 @@ class PathsParams(_Section):
     data: str = Field(description="Folder for the prepared splits and tokenizer (relative to the project).")
     gens: str = Field(description="Folder with one sub-folder per generation.")
     reports: str = Field(description="Folder for summary.csv and plots.")
+
+    @field_validator("data", "gens", "reports")
+    @classmethod
+    def _inside_project(cls, value: str) -> str:
+        """Outputs stay inside the project (or sweep workspace): no absolute paths, no '..'."""
+        if os.environ.get("SYNTHLOOP_ALLOW_OUTSIDE_PATHS") == "1":
+            return value
+        if not value.strip() or Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError("output folders must be relative paths inside the project, without '..' "
+                             "(set SYNTHLOOP_ALLOW_OUTSIDE_PATHS=1 to allow others)")
+        return value
 
 
 class DataParams(_Section):
@@ -100,21 +114,74 @@ class GenerateParams(_Section):
 
 
 class GradeParams(_Section):
-    min_words: int = Field(ge=0, description="Drop samples with fewer words.")
-    max_words: int = Field(ge=1, description="Drop samples with more words.")
-    max_repetition: float = Field(ge=0, le=1, description="Drop samples whose repeated-word-3-gram share exceeds this (1 = off).")
-    self_rule: Literal["none", "threshold", "lowest", "highest", "band"] = Field(description="Self-grading keep rule on each sample's perplexity under the model that wrote it.")
-    self_max_ppl: float = Field(gt=0, description="threshold: keep samples with perplexity <= this.")
-    self_fraction: float = Field(gt=0, le=1, description="lowest/highest: keep this share of samples.")
-    self_band_low: float = Field(ge=0, le=1, description="band: lower perplexity quantile kept.")
-    self_band_high: float = Field(ge=0, le=1, description="band: upper perplexity quantile kept.")
+    steps: list[str] = Field(description=f"Graders in the order they run, each at most once: {', '.join(GRADERS)}. A sample dropped by one grader is not shown to the next.")
+    min_words: int = Field(ge=0, description="filters: drop samples with fewer words.")
+    max_words: int = Field(ge=1, description="filters: drop samples with more words.")
+    max_repetition: float = Field(ge=0, le=1, description="filters: drop samples whose repeated-word-3-gram share exceeds this (1 = off).")
+    max_garbage: float = Field(ge=0, le=1, description="filters: drop samples whose share of characters outside letters, digits, common punctuation and whitespace exceeds this (1 = off).")
+    dedup_threshold: float = Field(gt=0, le=1, description="dedup: drop a sample whose word-shingle Jaccard similarity (MinHash estimate) to an earlier kept sample, of this or an earlier generation, is at least this.")
+    dedup_num_perm: int = Field(ge=16, le=1024, description="dedup: MinHash permutations (more = more exact, slower).")
+    dedup_shingle: int = Field(ge=1, le=32, description="dedup: words per shingle (word n-gram size).")
+    decontam_ngram: int = Field(ge=1, le=64, description="decontaminate: word n-gram size compared with the held-out real test split.")
+    decontam_threshold: float = Field(ge=0, lt=1, description="decontaminate: drop samples whose share of word n-grams found in the test split exceeds this.")
+    self_rule: Literal["none", "threshold", "lowest", "highest", "band"] = Field(description="self: keep rule on each sample's perplexity under the model that wrote it.")
+    self_max_ppl: float = Field(gt=0, description="self threshold: keep samples with perplexity <= this.")
+    self_fraction: float = Field(gt=0, le=1, description="self lowest/highest: keep this share of samples.")
+    self_band_low: float = Field(ge=0, le=1, description="self band: lower perplexity quantile kept.")
+    self_band_high: float = Field(ge=0, le=1, description="self band: upper perplexity quantile kept.")
+    reference_rule: Literal["none", "band"] = Field(description="reference: none (score only) or band: keep samples whose perplexity under the frozen generation-0 model lies within the real audit documents' quantiles reference_low..reference_high.")
+    reference_low: float = Field(ge=0, le=1, description="reference band: lower quantile of the real documents' reference perplexity.")
+    reference_high: float = Field(ge=0, le=1, description="reference band: upper quantile of the real documents' reference perplexity.")
+    verifier_rule: Literal["none", "top", "resample"] = Field(description="verifier: none (score only), top (keep the verifier_fraction most real-like) or resample (keep each sample with probability proportional to its odds p/(1-p), verifier_fraction kept on average; seeded).")
+    verifier_fraction: float = Field(gt=0, le=1, description="verifier top/resample: share of samples kept (resample: in expectation).")
+    verifier_train_size: int = Field(ge=10, le=100_000, description="verifier: real training documents (cut to sample length) and generation-0 samples each, to train the real-vs-synthetic classifier once per loop.")
+    judge_backend: Literal["local", "http"] = Field(description="judge: a local transformers causal LM (judge_model_dir) or an OpenAI-compatible HTTP endpoint (judge_base_url).")
+    judge_mode: Literal["generate", "logits"] = Field(description="judge local: generate a reply and parse SCORE, or logits: the expected digit after 'SCORE:' (always parses).")
+    judge_model_dir: str | None = Field(description="judge local: folder of the judge model (relative to the project), e.g. a transformers model with safetensors weights; 'gen0' = this loop's generation-0 model.")
+    judge_base_url: str | None = Field(description="judge http: base URL of the OpenAI-compatible server (http://host:port or .../v1).")
+    judge_model: str | None = Field(description="judge http: model name sent to the server.")
+    judge_route: Literal["chat", "completions"] = Field(description="judge http: /v1/chat/completions or /v1/completions.")
+    judge_api_key_env: str | None = Field(description="judge http: name of the environment variable holding the API key (null = no key); the key is never logged.")
+    judge_timeout_s: float = Field(gt=0, description="judge http: timeout of one request in seconds.")
+    judge_concurrency: int = Field(ge=1, le=256, description="judge http: requests in flight at once.")
+    judge_retries: int = Field(ge=0, le=20, description="judge http: retries per request (429/5xx/timeouts, with backoff honouring Retry-After).")
+    judge_rule: Literal["threshold", "top"] = Field(description="judge: threshold (keep scores >= judge_min_score) or top (keep the judge_fraction best-scored samples).")
+    judge_min_score: float = Field(ge=1, le=10, description="judge threshold: keep samples the judge scores at least this (1-10).")
+    judge_fraction: float = Field(gt=0, le=1, description="judge top: share of the scored samples kept (ties by order).")
+    judge_unparsed: Literal["keep", "drop"] = Field(description="judge: what happens to a sample whose verdict did not parse or whose request failed.")
+    audit_size: int = Field(ge=0, le=100_000, description="Grader audit: held-out real test documents (cut to sample length, the same ones every generation) that every grader also scores; 0 = no audit. The reference band comes from them too.")
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, steps: list[str]) -> list[str]:
+        for name in steps:
+            if name not in GRADERS:
+                hint = difflib.get_close_matches(name, GRADERS, n=1)
+                did = f"did you mean '{hint[0]}'? " if hint else ""
+                raise ValueError(f"unknown grader '{name}'; {did}choose from {', '.join(GRADERS)}")
+        repeated = sorted({name for name in steps if steps.count(name) > 1})
+        if repeated:
+            raise ValueError(f"grader '{repeated[0]}' is listed twice; each grader runs at most once")
+        return steps
 
     @model_validator(mode="after")
     def _band_ordered(self) -> GradeParams:
         if self.self_band_low >= self.self_band_high:
             raise ValueError("grade.self_band_low must be below grade.self_band_high")
+        if self.reference_low >= self.reference_high:
+            raise ValueError("grade.reference_low must be below grade.reference_high")
         if self.min_words > self.max_words:
             raise ValueError("grade.min_words must not exceed grade.max_words")
+        if "reference" in self.steps and self.reference_rule == "band" and self.audit_size < 10:
+            raise ValueError(f"grade.audit_size = {self.audit_size}: the reference band needs at least 10 real "
+                             "documents; raise grade.audit_size or set grade.reference_rule: none")
+        if "judge" in self.steps:
+            if self.judge_backend == "local" and not self.judge_model_dir:
+                raise ValueError("grade.judge_model_dir is required when grade.judge_backend is local")
+            if self.judge_backend == "http" and not (self.judge_base_url and self.judge_model):
+                raise ValueError("grade.judge_base_url and grade.judge_model are required when grade.judge_backend is http")
+            if self.judge_backend == "http" and self.judge_mode == "logits":
+                raise ValueError("grade.judge_mode = logits needs grade.judge_backend: local; use judge_mode: generate")
         return self
 
 

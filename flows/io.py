@@ -37,9 +37,20 @@ def atomic_path(path: Path, directory: bool = False) -> Iterator[Path]:
         if directory and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write names no file: name ours
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def stale_temps(folder: Path) -> list[Path]:
+    """Temporary siblings (`.NAME.XXXX.tmp`) that atomic_path leaves only when its process was killed."""
+    return sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:

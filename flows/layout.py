@@ -54,6 +54,15 @@ class Layout:
     def grade_stats(self, k: int) -> Path:
         return self.gen(k) / "grade.json"
 
+    def judge_shards(self, k: int) -> Path:
+        """Resumable shards of the LLM judge's verdicts (grade), one sub-folder per part."""
+        return self.gen(k) / "judge"
+
+    @property
+    def verifier(self) -> Path:
+        """The real-vs-synthetic verifier (grade), trained once per loop on generation-0 samples."""
+        return self.gen(0) / "verifier.json"
+
     def train_set(self, k: int) -> Path:
         return self.gen(k) / "train_set.jsonl"
 

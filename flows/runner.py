@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from . import io
+from . import faults, io
 from .config import ConfigError, Params
 from .layout import Layout
 from .stages.context import StageContext
@@ -45,6 +45,7 @@ def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
     check_stage(name, gen, params)
     lay = Layout.of(params, root)
     label = name if gen is None else f"{name}[gen {gen}]"
+    point = name if gen is None else f"{name}@{gen}"
     log.info("stage %s: %s", label, "up to date, reusing its outputs" if reuse else "start")
     start = time.perf_counter()
 
@@ -55,8 +56,13 @@ def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
         if reuse:
             stats = lay.stats(name, gen or 0)
             return io.read_json(stats) if stats and stats.is_file() else {}
+        for folder in (lay.data, lay.gens, lay.gen(gen or 0), lay.reports):
+            for stale in io.stale_temps(folder):  # left by a killed run: never read, safe to drop
+                log.info("removing %s, a partial file from an interrupted run", stale)
+                io.remove(stale)
         ctx = StageContext(params, lay, gen or 0, log_metric)
         begin = time.perf_counter()
+        faults.point(f"before:{point}")
         try:
             return importlib.import_module(f"flows.stages.{name}").run(ctx)
         finally:
@@ -68,6 +74,8 @@ def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
         with tracker.stage(name, gen) as stage_log:
             metrics = compute(stage_log.metric)
             stage_log.result(metrics, time.perf_counter() - start, reused=reuse)
+    if not reuse:
+        faults.point(f"after:{point}")
     log.info("stage %s: done in %.2fs (compute %.2fs) %s", label, time.perf_counter() - start, compute_s,
              {k: round(v, 4) for k, v in list(metrics.items())[:6]})
     return metrics

@@ -166,7 +166,7 @@ def summary_rows(spec: SweepSpec, runs: list[SweepRun], root: Path) -> list[dict
     """One row per (run, generation) of every finished run: identity, knobs, then metrics."""
     from .stages.report import read_summary
 
-    changed = sorted({k for a in spec.arms.values() for k in a} | set(spec.set) - set(KNOBS))
+    changed = sorted({k for a in spec.arms.values() for k in a} | set(spec.set))
     rows = []
     for run in runs:
         summary = Layout.of(run.params, root).summary
@@ -186,7 +186,8 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> None:
     import io as stdio
 
     buf = stdio.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # runs may differ (e.g. graders on or off)
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     io.write_text(path, buf.getvalue())

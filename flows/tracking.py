@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import time
@@ -24,6 +25,9 @@ from .layout import Layout
 TAG_LOOP = "synthloop.loop_id"
 TAG_GEN = "synthloop.generation"
 TAG_PREFECT = "prefect.flow_run_id"
+TAG_WORKSPACE = "synthloop.workspace"
+
+log = logging.getLogger("synthloop")
 
 
 def tracking_uri(params: Params, root: Path) -> str:
@@ -68,7 +72,25 @@ class LoopTracker:
         (root / ".mlflow").mkdir(exist_ok=True)
         self.client = MlflowClient(self.uri)
         self.experiment_id = experiment_id(self.client, params, root, self.uri)
+        self.workspace = f"{root.resolve()}#{params_loop_id(params)}"  # these params in this folder
+        interrupted = self._mark_interrupted()
         self.parent_id = self._find_or_create(None)
+        if interrupted:
+            self.client.set_tag(self.parent_id, "synthloop.resumed_from", ",".join(sorted(interrupted)))
+
+    def _mark_interrupted(self) -> set[str]:
+        """Runs of an earlier attempt at this loop still RUNNING were killed (SIGKILL runs no handler):
+        mark them KILLED and return their loop runs, so the new run can say it resumed them."""
+        query = f"tags.`{TAG_WORKSPACE}` = '{self.workspace}' and attributes.status = 'RUNNING'"
+        stale = self.client.search_runs([self.experiment_id], query, max_results=1000)
+        loops = set()
+        for run in stale:
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            loops.add(run.data.tags.get("mlflow.parentRunId", run.info.run_id) if run.data.tags.get(TAG_GEN) != "loop"
+                      else run.info.run_id)
+        if stale:
+            log.info("MLflow: marked %d run(s) of an interrupted attempt KILLED", len(stale))
+        return loops
 
     def _find_or_create(self, gen: int | None) -> str:
         query = f"tags.`{TAG_LOOP}` = '{self.loop_id}'"
@@ -76,7 +98,7 @@ class LoopTracker:
         found = self.client.search_runs([self.experiment_id], query, max_results=1)
         if found:
             return found[0].info.run_id
-        tags = {TAG_LOOP: self.loop_id, TAG_GEN: "loop" if gen is None else str(gen)}
+        tags = {TAG_LOOP: self.loop_id, TAG_GEN: "loop" if gen is None else str(gen), TAG_WORKSPACE: self.workspace}
         if self.prefect_run_id:
             tags[TAG_PREFECT] = self.prefect_run_id
         if gen is None:

@@ -7,8 +7,12 @@ them with `dvc commit`, so both paths leave the same dvc.lock and cache.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+
+from .io import DataError
 
 log = logging.getLogger("synthloop")
 
@@ -26,17 +30,26 @@ def tracks(root: Path, params_file: Path) -> bool:
         and params_file.resolve() == (root / "params.yaml").resolve()
 
 
-def up_to_date(root: Path, stage: str) -> bool:
+@contextlib.contextmanager
+def _repo(root: Path) -> Iterator:
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    try:
+        with Repo(str(root)) as repo:
+            yield repo
+    except LockError as exc:
+        raise DataError(f"{root / '.dvc'}: DVC is busy ({str(exc).splitlines()[0]}); wait for the other "
+                        "dvc process to finish, then rerun the same command") from None
+
+
+def up_to_date(root: Path, stage: str) -> bool:
+    with _repo(root) as repo:
         return not repo.status(targets=[stage])
 
 
 def commit(root: Path, stage: str) -> None:
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
+    with _repo(root) as repo:
         repo.commit(stage, force=True)
     log.info("dvc: recorded %s in dvc.lock", stage)
 

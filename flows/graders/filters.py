@@ -1,11 +1,24 @@
-"""Heuristic filters and the self-likelihood keep rule: pure functions on scores."""
+"""Heuristic filters: length, repetition and garbage characters (pure functions on text)."""
 
 from __future__ import annotations
 
-import numpy as np
+import string
 
 from ..config import GradeParams
 from ..metrics.text import repetition, words
+from .rules import self_keep  # noqa: F401  (re-exported: the self rule used to live here)
+
+# besides letters, digits and whitespace: ASCII punctuation and the usual typographic marks
+COMMON_PUNCTUATION = frozenset(string.punctuation + "‘’“”„‚«»‹›–—―…·•¡¿°§¶€£")
+
+
+def garbage(text: str) -> float:
+    """Share of characters that are not letters, digits, whitespace or common punctuation
+    (U+FFFD from broken bytes, control characters, symbols, emoji, ...); 0 for empty text."""
+    if not text:
+        return 0.0
+    bad = sum(not (c.isalpha() or c.isdigit() or c.isspace() or c in COMMON_PUNCTUATION) for c in text)
+    return bad / len(text)
 
 
 def filter_reason(text: str, cfg: GradeParams) -> str | None:
@@ -17,21 +30,6 @@ def filter_reason(text: str, cfg: GradeParams) -> str | None:
         return "too_long"
     if repetition(text) > cfg.max_repetition:
         return "repetitive"
+    if garbage(text) > cfg.max_garbage:
+        return "garbage"
     return None
-
-
-def self_keep(ppl: list[float], cfg: GradeParams) -> list[bool]:
-    """Keep mask for the self-grading rule on per-sample perplexities (ties broken by order)."""
-    x = np.asarray(ppl, dtype=float)
-    if cfg.self_rule == "none" or len(x) == 0:
-        return [True] * len(x)
-    if cfg.self_rule == "threshold":
-        return (x <= cfg.self_max_ppl).tolist()
-    if cfg.self_rule == "band":
-        lo, hi = np.quantile(x, [cfg.self_band_low, cfg.self_band_high])
-        return ((x >= lo) & (x <= hi)).tolist()
-    k = max(1, round(cfg.self_fraction * len(x)))
-    order = np.argsort(x if cfg.self_rule == "lowest" else -x, kind="stable")
-    keep = np.zeros(len(x), dtype=bool)
-    keep[order[:k]] = True
-    return keep.tolist()

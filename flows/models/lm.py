@@ -43,7 +43,10 @@ def train_tokenizer(docs: list[str], vocab_size: int) -> Tokenizer:
 def load_tokenizer(path: Path) -> Tokenizer:
     if not path.is_file():
         raise DataError(f"{path}: tokenizer missing; run the prepare stage first (synthloop stage prepare)")
-    return Tokenizer.from_file(str(path))
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the tokenizers binding raises plain Exception on a bad file
+        raise DataError(f"{path}: tokenizer file is unreadable ({str(exc)[:120]}); delete it and rerun prepare") from None
 
 
 def eos_id(tok: Tokenizer) -> int:
@@ -100,7 +103,12 @@ def load_model(path: Path, device: torch.device) -> torch.nn.Module:
 
     if not (path / "config.json").is_file():
         raise DataError(f"{path}: no model here; run the train stage for that generation first")
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True)
+    try:  # safetensors only, never remote code: a model folder cannot run code when loaded
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True,
+                                                     trust_remote_code=False)
+    except Exception as exc:  # safetensors, json and config errors alike: the folder is unusable
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: model folder is unreadable ({why}); delete it and rerun its train stage") from None
     return model.to(device).eval()
 
 

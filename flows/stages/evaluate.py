@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .. import io
+from .. import faults, io
 from ..config import GenerateParams
 from ..metrics import bias, suite
 from ..metrics.text import distinct_n, unigram_counts, unigram_kl, words
@@ -72,6 +72,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                **{f"ref_ppl_{q}": v for q, v in suite.quantiles(ref_ppl).items()},
                "ref_ppl_mean": sum(ref_ppl) / max(1, len(ref_ppl))}
     io.write_json(lay.metrics(k), metrics)
+    faults.point(f"mid:evaluate@{k}")  # metrics written, histogram and samples not yet
     io.write_json(lay.ref_hist(k), {"edges": suite.log_bin_edges(*PPL_BINS),
                                     "counts": suite.log_histogram(ref_ppl, *PPL_BINS)})
     io.write_rows(lay.samples(k), ({"generation": k, "text": t} for t in texts[: p.evaluate.keep_samples]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .. import io
+from .. import faults, io
 from ..models import lm
 from ..models.sampler import sample
 from ..records import sample_row
@@ -34,6 +34,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     new = sample(model, prompts, p.generate, lm.eos_id(tok), ctx.seed("generate"), device,
                  desc=f"gen {k}: sampling")
     seconds = time.perf_counter() - start
+    faults.point(f"mid:generate@{k}")
     texts = lm.decode(tok, new)
     prompt_texts = lm.decode(tok, [pr[1:] for pr in prompts])
     io.write_rows(lay.synthetic(k), (sample_row(k, i, t, pt) for i, (t, pt) in enumerate(zip(texts, prompt_texts))))

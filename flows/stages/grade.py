@@ -1,34 +1,65 @@
-"""grade: heuristic filters, then the model grades itself (perplexity under its writer)."""
+"""grade: run the graders of `grade.steps` in order, then audit them on real text.
+
+Each grader sees only the samples every earlier grader kept, writes its scores into
+the rows, and drops some; a row's `dropped_by` is the reason of the first grader that
+dropped it. grade.json counts, per grader, the samples it was shown and dropped
+(`<grader>_in`, `<grader>_dropped`) and the drops by reason (`dropped_<reason>`),
+plus the audit (`audit_*`, flows/graders/audit.py). The per-grader speed
+(`<grader>_per_s`, samples per second) is returned for MLflow but kept out of
+grade.json, which must not depend on the machine's speed.
+"""
 
 from __future__ import annotations
 
-import math
+import time
 from collections import Counter
 
+import numpy as np
+
 from .. import io
-from ..graders.filters import filter_reason, self_keep
-from ..metrics.text import repetition
-from ..models import lm
+from ..graders import audit
+from ..graders.steps import STEPS, GradeEnv
 from .context import StageContext
+
+DIGITS = {"self_ppl": 4, "ref_ppl": 4}  # digits each score is stored with (default 6)
+
+
+def _array(values) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
 
 
 def run(ctx: StageContext) -> dict[str, float]:
     p, lay, k = ctx.params, ctx.layout, ctx.gen
     rows = io.read_rows(lay.synthetic(k))
     for row in rows:
-        row["scores"]["repetition"] = round(repetition(row["text"]), 6)
-        row["dropped_by"] = filter_reason(row["text"], p.grade)
-    passed = [r for r in rows if r["dropped_by"] is None]
-    if passed:
-        device = lm.setup_torch(p.compute)
-        tok = lm.load_tokenizer(lay.tokenizer)
-        model = lm.load_model(lay.model(k - 1), device)
-        nll = lm.sequence_nll(model, lm.encode(tok, [r["text"] for r in passed]), lm.eos_id(tok),
-                              p.generate.batch_size, device)
-        ppl = [math.exp(s / max(n, 1)) for s, n in nll]
-        for row, value, keep in zip(passed, ppl, self_keep(ppl, p.grade)):
-            row["scores"]["self_ppl"] = round(value, 4)
-            row["dropped_by"] = None if keep else f"self_{p.grade.self_rule}"
+        row["dropped_by"] = None
+    env = GradeEnv(ctx)
+    stats: dict[str, float] = {"n_graded": len(rows)}
+    speed: dict[str, float] = {}
+    prefs: dict[str, dict[str, float | None]] = {}
+    for name in p.grade.steps:
+        step = STEPS[name](env)
+        alive = [r for r in rows if r["dropped_by"] is None]
+        texts, ids = [r["text"] for r in alive], [r["id"] for r in alive]
+        start = time.perf_counter()
+        scores, reasons = step.run(texts)
+        speed[f"{name}_per_s"] = len(alive) / max(time.perf_counter() - start, 1e-9)
+        for i, row in enumerate(alive):
+            for key, values in scores.items():
+                if values[i] is not None:
+                    row["scores"][key] = round(float(values[i]), DIGITS.get(key, 6))
+            row["dropped_by"] = reasons[i]
+        stats[f"{name}_in"] = len(alive)
+        stats[f"{name}_dropped"] = sum(r is not None for r in reasons)
+        stats.update(step.stats)
+        if step.audit_key and p.grade.audit_size:
+            synth = _array(scores[step.audit_key])
+            real_scores, real_keep = step.audit(env.audit_texts)
+            real = _array(real_scores)
+            stats.update(audit.grader_stats(name, real, synth, step.prefer(real), step.prefer(synth), real_keep,
+                                            [r is None for r in reasons]))
+            prefs[name] = dict(zip(ids, step.prefer(synth).tolist()))
+    stats.update(audit.correlations(prefs))
     for row in rows:
         row["kept"] = row["dropped_by"] is None
     dropped = Counter(r["dropped_by"] for r in rows if not r["kept"])
@@ -36,11 +67,13 @@ def run(ctx: StageContext) -> dict[str, float]:
     if n_kept == 0:
         why = ", ".join(f"{reason}: {n}" for reason, n in dropped.most_common())
         raise io.DataError(f"grade: generation {k} kept 0 of {len(rows)} samples ({why}); "
-                           "loosen grade.* (e.g. grade.min_words, grade.max_repetition, grade.self_rule)")
+                           "loosen grade.* (e.g. grade.min_words, grade.max_repetition, grade.self_rule) "
+                           "or take a grader out of grade.steps")
     io.write_rows(lay.graded(k), rows)
-    kept_ppl = [r["scores"]["self_ppl"] for r in rows if r["kept"]]
-    stats = {"n_graded": len(rows), "n_kept": n_kept, "kept_share": n_kept / len(rows),
-             "kept_self_ppl_mean": sum(kept_ppl) / len(kept_ppl),
-             **{f"dropped_{reason}": float(n) for reason, n in sorted(dropped.items())}}
+    stats.update({"n_kept": n_kept, "kept_share": n_kept / len(rows),
+                  **{f"dropped_{reason}": float(n) for reason, n in sorted(dropped.items())}})
+    kept_ppl = [r["scores"]["self_ppl"] for r in rows if r["kept"] and "self_ppl" in r["scores"]]
+    if kept_ppl:
+        stats["kept_self_ppl_mean"] = sum(kept_ppl) / len(kept_ppl)
     io.write_json(lay.grade_stats(k), stats)
-    return stats
+    return {**stats, **speed}

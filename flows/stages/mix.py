@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from random import Random
 
-from .. import io
+from .. import faults, io
 from ..config import MixParams
 from ..records import Row, share
 from .context import StageContext
@@ -48,6 +48,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         pool = io.read_rows(lay.pool(k - 1)) + kept
         train = mix_rows(p.mix, real_base, real_all, kept, pool, ctx.rng("mix"))
     io.write_rows(lay.pool(k), pool)
+    faults.point(f"mid:mix@{k}")  # pool written, training set not yet
     io.write_rows(lay.train_set(k), train)
     n_words = {src: sum(len(r["text"].split()) for r in train if r["source"] == src) for src in ("real", "synthetic")}
     stats = {"n_train": len(train), "n_real": sum(r["source"] == "real" for r in train),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import io
+from .. import faults, io
 from ..io import DataError
 from ..models import lm
 from ..records import real_row
@@ -15,7 +15,7 @@ def split_documents(docs: list[str], test_fraction: float, seed_rng) -> tuple[li
     """Deterministic split by document: a seeded shuffle, the first share is the test set."""
     n_test = round(len(docs) * test_fraction)
     if n_test < 1 or len(docs) - n_test < 1:
-        raise DataError(f"corpus has {len(docs)} documents: too few to hold out data.test_fraction = "
+        raise DataError(f"{len(docs)} document(s): too few to hold out data.test_fraction = "
                         f"{test_fraction} (need >= 1 test and >= 1 train document); add documents or set data.test_corpus")
     order = list(range(len(docs)))
     seed_rng.shuffle(order)
@@ -38,12 +38,19 @@ def run(ctx: StageContext) -> dict[str, float]:
     if p.data.test_corpus:
         test = _load(lay.root, p.data.test_corpus, "data.test_corpus", p.data.min_chars)
     else:
-        train, test = split_documents(train, p.data.test_fraction, ctx.rng("split"))
+        try:
+            train, test = split_documents(train, p.data.test_fraction, ctx.rng("split"))
+        except DataError as exc:
+            raise DataError(f"{(lay.root / p.data.corpus).resolve()}: {exc}") from None
     tok = lm.train_tokenizer(train, p.tokenizer.vocab_size)
+    if tok.get_vocab_size() < p.tokenizer.vocab_size:
+        raise DataError(f"tokenizer.vocab_size = {p.tokenizer.vocab_size}, but {(lay.root / p.data.corpus).resolve()} supports only "
+                        f"{tok.get_vocab_size()} tokens; lower tokenizer.vocab_size or use a larger corpus")
     n_train_tokens = sum(len(ids) + 1 for ids in lm.encode(tok, train))
     if n_train_tokens < p.train.block_size + 2:
         raise DataError(f"{p.data.corpus}: only {n_train_tokens} tokens, fewer than one training window "
                         f"(train.block_size = {p.train.block_size}); use a larger corpus or lower train.block_size")
+    faults.point("mid:prepare")
     with io.atomic_path(lay.tokenizer) as tmp:
         tok.save(str(tmp))
     io.write_rows(lay.real_train, (real_row(i, d) for i, d in enumerate(train)))

@@ -10,11 +10,15 @@ from .. import io
 from ..layout import Layout
 from .context import StageContext
 
+# graders with an audit (grade.json `audit_<grader>_*`); the columns of a grader that is off stay empty
+AUDITED = ("filters", "self", "reference", "verifier", "judge")
+GRADER_COLUMNS = ["dedup_dropped", "decontaminate_dropped",
+                  *[f"audit_{g}_{m}" for g in AUDITED for m in ("auc", "real_keep")]]
 COLUMNS = ["generation", "test_ce", "test_ppl", "test_entropy", "distinct_1", "distinct_2", "distinct_3",
            "ttr", "self_bleu", "unigram_kl", "unigram_js", "rare_coverage", "rare_coverage_real", "zipf_slope",
            "ref_ppl_mean", "ref_ppl_p10", "ref_ppl_p50", "ref_ppl_p90", "top_name_share", "name_tv",
            "pronoun_tv", "she_share", "n_train", "synthetic_share", "synthetic_word_share", "n_generated", "n_kept", "kept_share",
-           "sample_words_mean", "empty_share"]
+           "sample_words_mean", "empty_share", *GRADER_COLUMNS]
 PLOTTED = ["test_ppl", "distinct_2", "self_bleu", "unigram_kl", "rare_coverage", "ref_ppl_p50",
            "top_name_share", "synthetic_share"]
 
@@ -28,7 +32,7 @@ def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
         if k > 0:
             row.update(io.read_json(lay.grade_stats(k)))
             row["n_generated"] = row["n_graded"]
-        rows.append({c: row[c] for c in COLUMNS})
+        rows.append({c: row.get(c, "") if c in GRADER_COLUMNS else row[c] for c in COLUMNS})
     return rows
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .. import io
+from .. import faults, io
 from ..models import lm
 from ..models.trainer import train
 from .context import StageContext
@@ -24,6 +24,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                   on_log=lambda step, loss: ctx.log_metric("train_loss", loss, step),
                   desc=f"gen {k}: training")
     seconds = time.perf_counter() - start
+    faults.point(f"mid:train@{k}")
     lm.save_model(model.cpu(), lay.tokenizer, lay.model(k))
     return {**stats, "train_stream_tokens": len(stream), "train_seconds": seconds,
             "train_tokens_per_s": stats["train_tokens"] / max(seconds, 1e-9),

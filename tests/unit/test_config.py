@@ -75,6 +75,27 @@ CASES = {
         lambda r: _set(r, "model.n_head", 3), ["model.n_embd", "model.n_head"]),
     "band reversed": (
         lambda r: _set(r, "grade.self_band_low", 0.95), ["grade.self_band_low"]),
+    "unknown grader, close": (
+        lambda r: _set(r, "grade.steps", ["filters", "dedupe"]),
+        ["grade.steps", "unknown grader 'dedupe'", "did you mean 'dedup'?", "decontaminate"]),
+    "unknown grader, far": (
+        lambda r: _set(r, "grade.steps", ["zzz"]), ["grade.steps", "unknown grader 'zzz'", "choose from"]),
+    "grader listed twice": (
+        lambda r: _set(r, "grade.steps", ["self", "filters", "self"]), ["grade.steps", "'self' is listed twice"]),
+    "steps not a list": (
+        lambda r: _set(r, "grade.steps", "filters"), ["grade.steps"]),
+    "reference band reversed": (
+        lambda r: _set(r, "grade.reference_low", 0.99), ["grade.reference_low"]),
+    "reference band without real documents": (
+        lambda r: _set(_set(r, "grade.steps", ["reference"]), "grade.audit_size", 0),
+        ["grade.audit_size", "reference band"]),
+    "local judge without a model": (
+        lambda r: _set(r, "grade.steps", ["judge"]), ["grade.judge_model_dir", "local"]),
+    "http judge without a url": (
+        lambda r: _set(_set(r, "grade.steps", ["judge"]), "grade.judge_backend", "http"),
+        ["grade.judge_base_url"]),
+    "invalid verifier_rule": (
+        lambda r: _set(r, "grade.verifier_rule", "best"), ["grade.verifier_rule", "resample"]),
 }
 
 
@@ -117,3 +138,18 @@ def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="params file not found") as info:
         load_params(tmp_path / "nope.yaml")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("steps", [[], ["judge", "verifier", "self", "filters"],
+                                   ["dedup", "decontaminate", "filters", "reference", "self", "verifier", "judge"]])
+def test_grade_steps_any_order_each_at_most_once(raw, tmp_path, steps):
+    _set(raw, "grade.steps", steps)
+    _set(raw, "grade.judge_model_dir", "gens/0/model")
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_params(path).grade.steps == steps
+
+
+def test_default_grading_is_filters_then_self_without_a_rule(root):
+    grade = load_params(root / "params.yaml").grade
+    assert grade.steps == ["filters", "self"] and grade.self_rule == "none" and grade.max_garbage == 1.0

@@ -1,0 +1,118 @@
+"""Typed deployment parameters: the Prefect UI form is generated from flows/config.py.
+
+Prefect renders a flow parameter typed as a flat pydantic model as one group of
+fields, with each field's description, its bounds (ge/le -> minimum/maximum) and
+a dropdown for a Literal. So the `loop/default` deployment takes one parameter
+per params.yaml section, each a *form model*: a flat copy of the section's model
+in flows/config.py (same fields, types, bounds, descriptions). Two things differ,
+because Prefect 3 renders them badly or not at all:
+
+- `str | None` fields (data.test_corpus, tracking.uri) become plain strings, and
+  an empty string means null: Prefect 3 draws an Optional as a union picker.
+- loop.chain ({'1': 0, '2': 1, ...}, spelled out only for DVC's templating) is
+  asked for as `loop.generations` (an int) and spelled out again on the way back.
+
+Cross-field rules (n_head divides n_embd, warmup below steps, ...) are not in the
+JSON schema: to_params() runs the real config models on the submitted values and
+raises ConfigError with one line, before any stage starts.
+"""
+
+# no `from __future__ import annotations`: pydantic's create_model and Prefect's
+# parameter_schema read these annotations at runtime.
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .config import ConfigError, LoopParams, MixParams, Params, parse_params
+
+FORM_CONFIG = ConfigDict(extra="forbid")
+
+
+class LoopForm(BaseModel):
+    """loop as the form asks for it: the number of generations instead of the spelled-out chain."""
+
+    model_config = FORM_CONFIG
+    seed: int = LoopParams.model_fields["seed"]
+    generations: int = Field(ge=1, le=100, description="Generations after generation 0 (loop.chain is {'1': 0, ..., 'G': G-1}).")
+
+
+def _optional_str(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and \
+        set(typing.get_args(annotation)) == {str, type(None)}
+
+
+def _nullable(section: str, key: str) -> bool:
+    """A `str | None` field of params.yaml (the form shows it as a string; empty = null)."""
+    model = Params.model_fields[section].annotation if section in Params.model_fields else None
+    field = model.model_fields.get(key) if model else None
+    return field is not None and _optional_str(field.annotation)
+
+
+def form_model(section: type[BaseModel]) -> type[BaseModel]:
+    """A flat copy of one params section for the form (see the module docstring for what differs)."""
+    fields: dict[str, Any] = {}
+    for key, info in section.model_fields.items():
+        if _optional_str(info.annotation):
+            fields[key] = (str, Field(description=f"{info.description} Empty = null."))
+        else:
+            fields[key] = (info.annotation, info)
+    return create_model(section.__name__, __config__=FORM_CONFIG, __doc__=section.__doc__, **fields)
+
+
+def _form_models() -> dict[str, type[BaseModel]]:
+    models = {}
+    for name, info in Params.model_fields.items():
+        models[name] = LoopForm if name == "loop" else form_model(info.annotation)
+    return models
+
+
+# params.yaml section -> its form model, in params.yaml order (the form's order)
+FORMS: dict[str, type[BaseModel]] = _form_models()
+
+
+def to_form(params: Params) -> dict[str, BaseModel]:
+    """Validated params -> one form model per section (the form's defaults)."""
+    out: dict[str, BaseModel] = {}
+    for name, values in params.model_dump().items():
+        if name == "loop":
+            values = {"seed": values["seed"], "generations": len(values["chain"])}
+        values = {k: "" if v is None and _nullable(name, k) else v for k, v in values.items()}
+        out[name] = FORMS[name].model_validate(values)
+    return out
+
+
+def to_raw(values: dict[str, Any]) -> dict[str, Any]:
+    """Form values (models or the plain dicts Prefect hands over) -> params.yaml sections."""
+    raw: dict[str, Any] = {}
+    for name, section in values.items():
+        body = dict(section.model_dump() if isinstance(section, BaseModel) else section)
+        if name == "loop" and "generations" in body:
+            g = body.pop("generations")
+            body["chain"] = {str(k): k - 1 for k in range(1, int(g) + 1)}
+        body = {k: None if v == "" and _nullable(name, k) else v for k, v in body.items()}
+        raw[name] = body
+    return raw
+
+
+def to_params(values: dict[str, Any], source: str = "form") -> Params:
+    """Form values -> Params, checked by the real config models (ConfigError: one line)."""
+    return parse_params(to_raw(values), source)
+
+
+# ---- the sweep deployment's parameters ---------------------------------------------------------
+
+Strategy = MixParams.model_fields["strategy"].annotation  # the same dropdown as mix.strategy
+
+
+def sweep_raw(strategies: list[str], seeds: list[int], generations: int, profile: str, name: str,
+              out: str) -> dict[str, Any]:
+    """The sweep spec (flows/sweep.py) of a strategy x seed grid on one profile."""
+    if not strategies:
+        raise ConfigError("sweep form: pick at least one strategy")
+    if not seeds:
+        raise ConfigError("sweep form: give at least one seed")
+    chain = {str(k): k - 1 for k in range(1, generations + 1)}
+    return {"name": name, "params": profile, "out": out, "seeds": sorted(set(seeds)),
+            "set": {"loop.chain": chain}, "arms": {s: {"mix.strategy": s} for s in dict.fromkeys(strategies)}}

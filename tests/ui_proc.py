@@ -1,0 +1,112 @@
+"""`synthloop ui` as a subprocess on free ports, for the UI tests (browser and API)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class UiProcess:
+    """Starts `synthloop ui` in `project`; stop() sends SIGINT (Ctrl-C) and returns its output."""
+
+    def __init__(self, project: Path, params: str = "params.yaml"):
+        self.project, self.params = project, params
+        self.prefect_port, self.mlflow_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.prefect_port}"
+        self.api = f"{self.url}/api"
+        self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}"
+        self.store = f"sqlite:///{project / '.mlflow' / 'mlflow.db'}"
+        self.out_path = project / "ui.out"
+        self.proc: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+                "PREFECT_HOME": str(self.project / ".prefect")}
+
+    def start(self, timeout: float = 300) -> UiProcess:
+        with self.out_path.open("w") as out:
+            self.proc = subprocess.Popen(
+                [str(BIN / "synthloop"), "ui", "--prefect-port", str(self.prefect_port),
+                 "--mlflow-port", str(self.mlflow_port), "--params", self.params],
+                cwd=self.project, env=self.env(), stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while "ready;" not in self.output():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"synthloop ui did not start:\n{self.output()}\n{self.logs()}")
+            time.sleep(1)
+        os.environ["PREFECT_API_URL"] = self.api  # the test process talks to this server
+        return self
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+
+    def logs(self) -> str:
+        folder = self.project / ".synthloop" / "logs"
+        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(folder.glob("*.log")))
+
+    def stop(self) -> str:
+        os.environ.pop("PREFECT_API_URL", None)
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.output()
+
+    def __enter__(self) -> UiProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_final(flow_run_id, timeout: float = 600):
+    """Poll the Prefect API until the flow run reaches a final state; return the run."""
+    from prefect import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return run
+            assert time.monotonic() < deadline, f"flow run {flow_run_id} still {run.state.name} after {timeout} s"
+            time.sleep(1)
+
+
+def artifacts(flow_run_id) -> dict[str, object]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def mlflow_loop_run(store: str, flow_run_id):
+    """The MLflow loop run that carries this Prefect flow-run id."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, f"tags.`prefect.flow_run_id` = '{flow_run_id}' and tags.`synthloop.generation` = 'loop'")
+    assert len(runs) == 1, runs
+    return client, runs[0]

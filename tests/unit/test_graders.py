@@ -1,0 +1,297 @@
+"""flows.graders: keep rules, garbage filter, dedup, decontamination, verifier, audit (hand-computed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from datasketch import MinHash
+
+from flows.config import GradeParams
+from flows.graders import audit, rules
+from flows.graders.decontam import contamination, decontaminate, ngram_set
+from flows.graders.dedup import Sketcher, dedup, exact_key, normalise, shingle_hashes
+from flows.graders.filters import filter_reason, garbage
+from flows.graders.verifier import Verifier, fit, load, save
+from flows.io import DataError
+from tests.conftest import FAIRY
+
+T, F = True, False
+
+
+@pytest.fixture
+def grade(tiny):
+    def _grade(**overrides) -> GradeParams:
+        return GradeParams(**{**tiny.grade.model_dump(), **overrides})
+    return _grade
+
+
+@pytest.fixture(scope="module")
+def paragraphs() -> list[str]:
+    """Real fairy-tale documents of at least 100 words, cut to their first 100."""
+    docs = FAIRY.joinpath("train.txt").read_text(encoding="utf-8").split("\n\n")
+    return [" ".join(d.split()[:100]) for d in docs if len(d.split()) >= 100][:40]
+
+
+# --- filters -----------------------------------------------------------------
+
+@pytest.mark.parametrize("text, share", [
+    ("", 0.0),
+    ("Hello, world! It's 9 o'clock.", 0.0),
+    ("“Quoted” — and… done", 0.0),                # typographic punctuation is common
+    ("Café déjà vu", 0.0),                         # letters are letters, accented or not
+    ("ab\ufffd\ufffd", 0.5),                       # replacement characters from broken bytes
+    ("a\x18b\x02", 0.5),                           # control characters
+    ("ok ☃☃", 0.4),                               # symbols: 2 of 5 characters
+])
+def test_garbage_share(text, share):
+    assert garbage(text) == pytest.approx(share)
+
+
+def test_garbage_filter_drops_above_the_threshold(grade):
+    cfg = grade(min_words=1, max_words=100, max_repetition=1.0, max_garbage=0.25)
+    assert filter_reason("abc\ufffd", cfg) is None                # exactly 0.25: kept
+    assert filter_reason("ab\ufffd\ufffd", cfg) == "garbage"
+    assert filter_reason("ab\ufffd\ufffd", grade(min_words=1, max_garbage=1.0)) is None  # 1 = off
+
+
+# --- keep rules ----------------------------------------------------------------
+
+PPL = [10.0, 50.0, 20.0, 40.0, 30.0]
+
+
+@pytest.mark.parametrize("overrides, interval", [
+    ({"self_rule": "none"}, (-np.inf, np.inf)),
+    ({"self_rule": "threshold", "self_max_ppl": 25.0}, (-np.inf, 25.0)),
+    ({"self_rule": "lowest", "self_fraction": 0.4}, (-np.inf, 20.0)),
+    ({"self_rule": "highest", "self_fraction": 0.4}, (40.0, np.inf)),
+    ({"self_rule": "band", "self_band_low": 0.25, "self_band_high": 0.75}, (20.0, 40.0)),
+])
+def test_self_interval_is_the_bar_the_samples_cleared(grade, overrides, interval):
+    cfg = grade(**overrides)
+    assert rules.self_interval(PPL, cfg) == interval
+    assert rules.inside(PPL, interval) == rules.self_keep(PPL, cfg)
+
+
+def test_rank_keep():
+    assert rules.rank_keep([0.1, 0.9, 0.5, 0.7], 0.5, highest=True) == [F, T, F, T]
+    assert rules.rank_keep([0.1, 0.9, 0.5, 0.7], 0.5, highest=False) == [T, F, T, F]
+    assert rules.rank_keep([0.5, 0.5, 0.5], 0.34, highest=True) == [T, F, F]  # ties by order
+    assert rules.rank_keep([], 0.5, highest=True) == []
+
+
+def test_reference_band_and_reasons():
+    real = [10.0, 20.0, 30.0, 40.0, 50.0]
+    assert rules.band(real, 0.25, 0.75) == (20.0, 40.0)
+    assert rules.band(real, 0.0, 1.0) == (10.0, 50.0)
+    reasons = rules.band_reasons([5.0, 20.0, 35.0, 40.0, 41.0, None], (20.0, 40.0), "reference_low", "reference_high")
+    assert reasons == ["reference_low", None, None, None, "reference_high", None]
+    with pytest.raises(ValueError):
+        rules.band([], 0.1, 0.9)
+
+
+def test_verifier_top_keeps_the_most_real_like():
+    p = [0.2, 0.9, 0.6, 0.4]
+    keep, cut, scale = rules.verifier_keep(p, "top", 0.5, seed=0)
+    assert keep == [F, T, T, F] and cut == 0.6 and scale is None
+    assert rules.verifier_real_keep([0.59, 0.6, 0.95], "top", cut, scale) == [0.0, 1.0, 1.0]
+    assert rules.verifier_keep(p, "none", 0.5, seed=0)[0] == [T] * 4
+    assert rules.verifier_real_keep([0.1], "none", 0.0, None) == [1.0]
+
+
+def test_odds_and_resample_scale():
+    assert rules.odds([0.5, 0.75, 0.2]).tolist() == pytest.approx([1.0, 3.0, 0.25])
+    assert np.isfinite(rules.odds([0.0, 1.0])).all()
+    w = np.array([1.0, 3.0, 0.25, 0.5])
+    c = rules.resample_scale(w, 0.5)  # min(1, w/c) sums to 2: c = 1.75 -> 1/1.75 + 1 + 0.25/1.75 + 0.5/1.75
+    assert c == pytest.approx(1.75)
+    assert rules.resample_accept(w, c).sum() == pytest.approx(2.0)
+    assert rules.resample_accept(w, rules.resample_scale(w, 1.0)).tolist() == [1.0] * 4
+
+
+def test_verifier_resample_is_seeded_and_keeps_the_share_in_expectation():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.05, 0.95, 4000).tolist()
+    keep, cut, scale = rules.verifier_keep(p, "resample", 0.3, seed=7)
+    assert keep == rules.verifier_keep(p, "resample", 0.3, seed=7)[0]
+    assert keep != rules.verifier_keep(p, "resample", 0.3, seed=8)[0]
+    assert np.mean(keep) == pytest.approx(0.3, abs=0.03)
+    kept_p = np.asarray(p)[np.asarray(keep)]
+    assert kept_p.mean() > np.mean(p)  # the odds favour real-like samples
+    real = rules.verifier_real_keep([0.01, 0.5, 0.99], "resample", cut, scale)
+    assert real[0] < real[1] <= real[2] == 1.0
+
+
+@pytest.mark.parametrize("rule, unparsed, reasons, cut", [
+    ("threshold", "drop", [None, None, "judge_low", "judge_unparsed", None], 6.0),   # >= 6 kept
+    ("threshold", "keep", [None, None, "judge_low", None, None], 6.0),
+    ("top", "drop", [None, "judge_low", "judge_low", "judge_unparsed", None], 7.0),  # best half of 4 parsed
+    ("top", "keep", [None, "judge_low", "judge_low", None, None], 7.0),
+])
+def test_judge_reasons(rule, unparsed, reasons, cut):
+    scores = [7.0, 6.0, 5.9, None, 9.0]
+    assert rules.judge_reasons(scores, rule, 6.0, 0.5, unparsed) == (reasons, cut)
+
+
+def test_judge_top_ties_and_nothing_parsed():
+    assert rules.judge_reasons([5.0, 5.0, 5.0, 5.0], "top", 1.0, 0.5, "drop")[0] == [None, None, "judge_low", "judge_low"]
+    assert rules.judge_reasons([None, None], "top", 1.0, 0.5, "drop") == (["judge_unparsed"] * 2, 1.0)
+
+
+# --- dedup ---------------------------------------------------------------------
+
+def test_normalisation_for_exact_duplicates():
+    assert normalise("  Hello,   World!\n\tIt's ME. ") == "hello world its me"
+    assert exact_key(normalise("Hello, World!")) == exact_key(normalise("hello world"))
+    reasons, sims = dedup(["The Cat sat.", "the cat   SAT", "the cat sat down"], [], 0.8, 64, 3)
+    assert reasons[:2] == [None, "dedup_exact"] and sims[1] == 1.0
+
+
+def test_one_changed_word_is_a_near_duplicate_and_unrelated_texts_are_not(paragraphs):
+    a, b = paragraphs[0], paragraphs[1]
+    tokens = a.split()
+    tokens[50] = "dragonfly"
+    edited = " ".join(tokens)  # Jaccard of 3-word shingles: 95/101 = 0.94
+    reasons, sims = dedup([a, edited, b], [], threshold=0.8, num_perm=128, shingle=3)
+    assert reasons == [None, "dedup_near", None]
+    assert sims[1] == pytest.approx(95 / 101, abs=0.08)
+    assert sims[2] < 0.3
+
+
+def test_dedup_threshold_decides(paragraphs):
+    a = paragraphs[2].split()
+    half = " ".join(a[:50] + paragraphs[3].split()[:50])  # shares 48 of 98 shingles with a: Jaccard ~0.33
+    assert dedup([" ".join(a), half], [], 0.8, 128, 3)[0] == [None, None]
+    assert dedup([" ".join(a), half], [], 0.2, 128, 3)[0] == [None, "dedup_near"]
+
+
+def test_unrelated_real_texts_are_all_kept(paragraphs):
+    reasons, _ = dedup(paragraphs, [], 0.8, 128, 3)
+    assert reasons == [None] * len(paragraphs)
+
+
+def test_dedup_against_earlier_generations_and_first_one_wins(paragraphs):
+    a, b, c = paragraphs[4], paragraphs[5], paragraphs[6]
+    reasons, _ = dedup([b + " The end.", c, c.upper()], earlier=[b], threshold=0.8, num_perm=128, shingle=3)
+    assert reasons == ["dedup_near", None, "dedup_exact"]
+    reasons, _ = dedup([a, a], earlier=[], threshold=0.8, num_perm=128, shingle=3)
+    assert reasons == [None, "dedup_exact"]
+
+
+def test_dedup_short_and_empty_texts():
+    reasons, sims = dedup(["", "", "hi", "hi there", "Hi!"], [], 0.8, 64, 3)
+    assert reasons == [None, "dedup_exact", None, None, "dedup_exact"]
+    assert sims[0] == 0.0
+
+
+def test_bulk_sketches_equal_datasketch_minhash():
+    """Our numpy sketches are datasketch's affine32 MinHash of the same shingle hashes."""
+    texts = [normalise(t) for t in ("The cat sat on the mat, and the dog barked.", "one two", "a", "")]
+    sketcher = Sketcher(num_perm=64, shingle=3)
+    sigs, has = sketcher.signatures(texts)
+    assert has.tolist() == [True, True, True, False]
+    for text, sig in zip(texts[:3], sigs):
+        m = MinHash(num_perm=64, seed=1, hashfunc=int, scheme="affine32")
+        m.update_batch(shingle_hashes(text.split(), 3).tolist())
+        assert (m.hashvalues == sig).all()
+    assert len(shingle_hashes("a b c d e".split(), 3)) == 3 and len(shingle_hashes(["a"], 3)) == 1
+
+
+# --- decontamination -----------------------------------------------------------
+
+def test_decontamination_on_planted_test_ngrams():
+    test = ["once upon a time there lived a king who had three daughters and a golden ball"]
+    grams = ngram_set(test, 4)
+    clean = "the miller walked to the river and sang a song to the fish"
+    leaked = "and then once upon a time there lived a king said the fish"  # 5 of its 10 4-grams are in test
+    assert contamination(clean, grams, 4) == 0.0
+    assert contamination(leaked, grams, 4) == 0.5
+    assert contamination("too short", grams, 4) == 0.0
+    reasons, shares = decontaminate([clean, leaked], test, n=4, threshold=0.4)
+    assert reasons == [None, "contaminated"] and shares == [0.0, 0.5]
+    assert decontaminate([leaked], test, n=4, threshold=0.5)[0] == [None]  # above, not at, the threshold
+
+
+# --- verifier ------------------------------------------------------------------
+
+REAL = ["the king and the queen lived in a castle by the sea",
+        "a poor miller had a beautiful daughter who could spin",
+        "the wolf ran into the forest and the girl went home",
+        "once there was a fox who wanted the grapes on the vine",
+        "the old woman gave the boy a loaf of bread and a coin"]
+SYNTH = ["the the king king castle castle of of", "and and and the the the was was",
+         "king the of the the and of was the", "castle castle the the the king and and",
+         "the was was of of the king the the"]
+
+
+def test_verifier_round_trips_through_json(tmp_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    model = fit(REAL, SYNTH, seed=0)
+    probe = ["the queen went into the forest", "the the the of of", "", "unseen words only zzz"]
+    p = model.score(probe)
+    assert p[0] > 0.5 > p[1] and model.info["n_real"] == 5
+    # the same numbers as scikit-learn's own fitted objects
+    vec = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", sublinear_tf=True, min_df=1)
+    x = vec.fit_transform(REAL + SYNTH)
+    clf = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(x, [1] * 5 + [0] * 5)
+    assert p == pytest.approx(clf.predict_proba(vec.transform(probe))[:, 1], abs=1e-9)
+    # stored as plain JSON (no pickle) and rebuilt bit for bit
+    save(model, tmp_path / "v.json", key="k1")
+    raw = json.loads((tmp_path / "v.json").read_text())
+    assert raw["format"] == "synthloop-verifier/1" and raw["key"] == "k1"
+    again = load(tmp_path / "v.json", "k1")
+    assert again.score(probe).tolist() == p.tolist()
+    assert load(tmp_path / "v.json", "other inputs") is None
+    assert load(tmp_path / "missing.json", "k1") is None
+
+
+def test_verifier_bad_inputs_are_one_line_data_errors(tmp_path):
+    with pytest.raises(DataError, match="verifier_train_size"):
+        fit(REAL[:1], SYNTH, seed=0)
+    path = tmp_path / "v.json"
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="delete it"):
+        load(path, "k")
+    path.write_text(json.dumps({"key": "k", "format": "synthloop-verifier/1", "vocabulary": {"a": 0},
+                                "idf": [1.0, 2.0], "coef": [0.5], "intercept": 0.0, "analyzer": {}}))
+    with pytest.raises(DataError, match="do not line up") as info:
+        load(path, "k")
+    assert "\n" not in str(info.value)
+    assert isinstance(Verifier.from_json(fit(REAL, SYNTH, 0).to_json()), Verifier)
+
+
+# --- audit ---------------------------------------------------------------------
+
+def test_audit_auc_orientation_and_ties():
+    assert audit.auc([3.0, 4.0], [1.0, 2.0]) == 1.0      # every real document preferred
+    assert audit.auc([1.0, 2.0], [3.0, 4.0]) == 0.0      # the grader prefers synthetic text
+    assert audit.auc([1.0, 3.0], [2.0, 2.0]) == 0.5
+    assert audit.auc([1.0, 2.0], [2.0, 0.0]) == 0.625    # pairs: 1>0, 2>0, 2=2 (half): 2.5 of 4
+    assert audit.auc([np.nan, 2.0], [1.0]) == 1.0       # unscored documents are left out
+    assert audit.auc([], [1.0]) is None
+
+
+def test_audit_spearman_and_correlations():
+    assert audit.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert audit.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert audit.spearman([1, 2], [1, 2]) is None
+    assert audit.spearman([1, 1, 1], [1, 2, 3]) is None
+    prefs = {"self": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0},
+             "verifier": {"a": 0.1, "b": 0.2, "c": 0.4, "d": 0.3},
+             "judge": {"c": 1.0, "d": 2.0}}                 # too few shared samples: left out
+    out = audit.correlations(prefs)
+    assert out == {"audit_corr_self_verifier": pytest.approx(0.8)}
+
+
+def test_audit_grader_stats_keys_and_values():
+    real, synth = np.array([10.0, 20.0, 30.0]), np.array([40.0, 50.0, np.nan])
+    out = audit.grader_stats("self", real, synth, -real, -synth, [1.0, 1.0, 0.0], [True, False, True])
+    assert out["audit_self_auc"] == 1.0                      # lower perplexity preferred: real wins
+    assert out["audit_self_real_keep"] == pytest.approx(2 / 3)
+    assert out["audit_self_synth_keep"] == pytest.approx(2 / 3)
+    assert out["audit_self_real_mean"] == 20.0 and out["audit_self_synth_p50"] == 45.0
+    assert out["audit_self_n_synth"] == 2.0
+    assert "audit_self_auc" not in audit.grader_stats("self", [], synth, [], -synth, [], [True])
