@@ -190,6 +190,8 @@ def run_ui(root: Path, params_file: Path, prefect_port: int = 4200, mlflow_port:
     except KeyboardInterrupt:
         echo(f"\n{signal.Signals(stop['signal'] or signal.SIGINT).name}: stopping")
     finally:
+        for s in old:  # a second Ctrl-C must not cut the stopping short and leave orphans
+            signal.signal(s, signal.SIG_IGN)
         stopped, paused = [], []
         if worker is not None and worker in sup.children:
             stopped.append(sup.stop(worker))

@@ -33,6 +33,7 @@ class UiProcess:
         self.store = f"sqlite:///{project / '.mlflow' / 'mlflow.db'}"
         self.out_path = project / "ui.out"
         self.proc: subprocess.Popen | None = None
+        self._settings = None
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
@@ -50,8 +51,16 @@ class UiProcess:
                 self.stop()
                 raise AssertionError(f"synthloop ui did not start:\n{self.output()}\n{self.logs()}")
             time.sleep(1)
-        os.environ["PREFECT_API_URL"] = self.api  # the test process talks to this server
+        self._talk_to_server()
         return self
+
+    def _talk_to_server(self) -> None:
+        """Point this test process's Prefect client at the server (settings, not just the env:
+        Prefect reads the env once, when it is first imported)."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        self._settings = temporary_settings(updates={PREFECT_API_URL: self.api})
+        self._settings.__enter__()
 
     def output(self) -> str:
         return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
@@ -61,7 +70,9 @@ class UiProcess:
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(folder.glob("*.log")))
 
     def stop(self) -> str:
-        os.environ.pop("PREFECT_API_URL", None)
+        if self._settings is not None:
+            self._settings.__exit__(None, None, None)
+            self._settings = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:

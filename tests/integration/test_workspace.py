@@ -126,14 +126,16 @@ def test_a_cross_field_error_fails_the_run_with_one_line_before_any_stage(ui):
 @pytest.mark.slow
 def test_out_of_range_with_validation_switched_off_still_fails_before_any_stage(ui):
     """The form's "Validate parameters" box off: the flow's own (pydantic) check refuses the value."""
+    import httpx
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
         dep = client.read_deployment_by_name("loop/default")
-        mix = dict(dep.parameter_openapi_schema["properties"]["mix"]["default"], real_fraction=1.5)
-        created = client.create_flow_run_from_deployment(dep.id, parameters={"mix": mix},
-                                                         enforce_parameter_schema=False)
-    run = wait_final(created.id, timeout=300)
+    mix = dict(dep.parameter_openapi_schema["properties"]["mix"]["default"], real_fraction=1.5)
+    created = httpx.post(f"{ui.api}/deployments/{dep.id}/create_flow_run",  # what the unticked box sends
+                         json={"parameters": {"mix": mix}, "enforce_parameter_schema": False}, timeout=30)
+    assert created.status_code == 201, created.text
+    run = wait_final(created.json()["id"], timeout=300)
     assert run.state.is_failed() and "real_fraction" in run.state.message, run.state.message
     assert not (ui.project / ".synthloop" / "runs" / str(run.id)).exists()
 
