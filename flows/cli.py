@@ -225,6 +225,10 @@ def report(summary: Annotated[Path, typer.Argument(help="A summary.csv from a sw
 def ui(prefect_port: Annotated[int, typer.Option("--prefect-port", help="Port of the Prefect server and UI.")] = 4200,
        mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="Port of the MLflow UI.")] = 5000,
        params: Annotated[Path, typer.Option("--params", "-p", help="The loop form's defaults.")] = Path("params.yaml"),
+       loop_concurrency: Annotated[Optional[int], typer.Option(
+           "--loop-concurrency", envvar="SYNTHLOOP_LOOP_CONCURRENCY",
+           help="At most N loop/default runs at once (the others wait in the queue); default: no limit of its own "
+                "(the runner runs at most 5 flow runs at once).")] = None,
        debug: DebugOpt = False) -> None:
     """Start the Prefect UI (deployments loop/default, sweep/default) and the MLflow UI on 127.0.0.1; Ctrl-C stops both."""
     root = Path.cwd()
@@ -234,7 +238,7 @@ def ui(prefect_port: Annotated[int, typer.Option("--prefect-port", help="Port of
         from .ui import UiError, run_ui
 
         try:
-            run_ui(root, params, prefect_port, mlflow_port, echo=typer.echo)
+            run_ui(root, params, prefect_port, mlflow_port, echo=typer.echo, loop_concurrency=loop_concurrency)
         except UiError as exc:
             if debug:
                 raise

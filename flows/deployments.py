@@ -243,11 +243,15 @@ def sweep_flow(project: Path) -> Flow:
     return flow(sweep, name="sweep", log_prints=True, persist_result=False, validate_parameters=True)
 
 
-def serve(project: Path, params_file: Path) -> None:
+def serve(project: Path, params_file: Path, loop_concurrency: int | None = None) -> None:
     """Serve loop/default and sweep/default until interrupted (SIGINT pauses both deployments).
 
     Runner.add_flow (not prefect.serve of deployments) keeps the flow objects, so each run
     executes the flow built here rather than re-importing an entrypoint (a closure has none).
+    `loop_concurrency`: at most that many loop/default runs at once (the deployment's
+    concurrency limit, kept by the Prefect server: the others wait in AwaitingConcurrencySlot);
+    None: no limit of its own (the runner still runs at most PREFECT_RUNNER_PROCESS_LIMIT,
+    default 5, flow runs at once).
     """
     import asyncio
 
@@ -256,7 +260,8 @@ def serve(project: Path, params_file: Path) -> None:
     project = project.resolve()
     runner = Runner(name="synthloop-ui", pause_on_shutdown=True)
     runner.add_flow(loop_flow(project, load_params(params_file)), name="default", tags=["synthloop"],
-                    description=f"The loop in its own workspace; form defaults from {params_file}.")
+                    description=f"The loop in its own workspace; form defaults from {params_file}.",
+                    concurrency_limit=loop_concurrency)
     runner.add_flow(sweep_flow(project), name="default", tags=["synthloop"],
                     description="Mix strategies x seeds on one profile.")
     try:
@@ -270,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--params", type=Path, required=True)
+    parser.add_argument("--loop-concurrency", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    serve(args.root, args.params)
+    serve(args.root, args.params, args.loop_concurrency)

@@ -141,12 +141,16 @@ def _paused(api: str) -> list[str]:
 
 
 def run_ui(root: Path, params_file: Path, prefect_port: int = 4200, mlflow_port: int = 5000,
-           echo=print) -> None:
-    """Start everything, print the URLs, and block until SIGINT/SIGTERM; then stop everything."""
+           echo=print, loop_concurrency: int | None = None) -> None:
+    """Start everything, print the URLs, and block until SIGINT/SIGTERM; then stop everything.
+
+    `loop_concurrency`: the loop/default deployment's concurrency limit (None: none of its own)."""
     from .config import load_params
 
     root = root.resolve()
     load_params(params_file)  # the form's defaults: fail before starting anything
+    if loop_concurrency is not None and loop_concurrency < 1:
+        raise ConfigError(f"--loop-concurrency must be at least 1 (got {loop_concurrency})")
     check_port(prefect_port, "--prefect-port")
     check_port(mlflow_port, "--mlflow-port")
     if prefect_port == mlflow_port:
@@ -168,18 +172,23 @@ def run_ui(root: Path, params_file: Path, prefect_port: int = 4200, mlflow_port:
         echo("starting the Prefect server, the MLflow UI and the deployments (logs: .synthloop/logs/) ...")
         server = sup.start("Prefect server", [_bin("prefect"), "server", "start", "--host", HOST,
                                               "--port", str(prefect_port)],
-                           {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api})
+                           {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api,
+                            # a run refused a concurrency slot retries after 5 s, not 30
+                            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5"})
         mlflow = sup.start("MLflow UI", [_bin("mlflow"), "ui", "--backend-store-uri", store,
                                          "--host", HOST, "--port", str(mlflow_port), "--workers", "1"],
                            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # no job runner: 2 processes, not 10
         sup.wait_until(server, lambda: _ok(f"{api}/health"), "API", 180)
         worker = sup.start("deployments loop/default, sweep/default",
                            [sys.executable, "-P", "-c", "from flows.deployments import main; main()",
-                            "--root", str(root), "--params", str(params_file.resolve())],
+                            "--root", str(root), "--params", str(params_file.resolve()),
+                            *(["--loop-concurrency", str(loop_concurrency)] if loop_concurrency else [])],
                            {"PREFECT_API_URL": api, "SYNTHLOOP_MLFLOW_UI": mlflow_url, "PYTHONPATH": _code_path()})
         sup.wait_until(worker, lambda: _deployments_ready(api), "deployments", 180)
         sup.wait_until(mlflow, lambda: _ok(f"{mlflow_url}/health"), "UI", 180)
         echo(f"Prefect UI:  {prefect_url}   (deployments: {', '.join(DEPLOYMENTS)})")
+        if loop_concurrency:
+            echo(f"limit:       at most {loop_concurrency} loop/default run(s) at once; the others wait in the queue")
         echo(f"MLflow UI:   {mlflow_url}   (store {store})")
         echo(f"runs:        {root / '.synthloop' / 'runs'}/<flow-run-id>/")
         echo("ready; press Ctrl-C to stop everything")
