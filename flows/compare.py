@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
+from .stages import report as loop_report
 from .io import DataError
 
 # (column, what it is, which way is good)
@@ -45,18 +46,8 @@ def load(summary: Path) -> pd.DataFrame:
     return df
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, out: Path) -> None:
-    with io.atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
+    loop_report._save(fig, out, dpi=90)
 
 
 def with_deltas(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -69,7 +60,7 @@ def with_deltas(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def curves(df: pd.DataFrame, metrics: list[str], out: Path, title: str, delta: bool = False) -> None:
-    plt = _pyplot()
+    plt = loop_report._pyplot()
     from matplotlib.ticker import MaxNLocator
 
     cols = 4
@@ -103,7 +94,7 @@ def ref_histograms(df: pd.DataFrame, root: Path, out: Path) -> bool:
     """Per arm: the mean histogram over seeds at every generation. False when the runs' files are gone."""
     if "run_dir" not in df.columns:
         return False
-    plt = _pyplot()
+    plt = loop_report._pyplot()
     arms = list(dict.fromkeys(df["arm"]))
     last = int(df["generation"].max())
     cols = min(4, len(arms))

@@ -289,14 +289,19 @@ def parse_params(raw: Any, source: str = "params") -> Params:
         raise ConfigError(_one_line(exc, source)) from None
 
 
-def load_params(path: str | Path) -> Params:
-    path = Path(path)
+def read_yaml(path: Path, missing: str) -> Any:
+    """A YAML file's content; a missing or unparsable file is one ConfigError line."""
     if not path.is_file():
-        raise ConfigError(f"{path}: params file not found; run from the project root or pass --params")
+        raise ConfigError(f"{path}: {missing}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def load_params(path: str | Path) -> Params:
+    path = Path(path)
+    raw = read_yaml(path, "params file not found; run from the project root or pass --params")
     return parse_params(raw, str(path))
 
 

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import io
-from .config import ConfigError, Params, flatten, load_params, parse_params
+from .config import ConfigError, Params, flatten, load_params, parse_params, read_yaml
 from .layout import Layout
 from .ledger import Ledger, params_key
 
@@ -65,12 +65,7 @@ class SweepRun:
 
 
 def load_spec(path: Path) -> SweepSpec:
-    if not path.is_file():
-        raise ConfigError(f"{path}: sweep file not found; see sweeps/anchor.yaml for the format")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "sweep file not found; see sweeps/anchor.yaml for the format")
     return parse_spec(raw, str(path))
 
 

@@ -59,9 +59,9 @@ def _pyplot():
     return plt
 
 
-def _save(fig, out: Path) -> None:
+def _save(fig, out: Path, dpi: int = 100) -> None:
     with io.atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
 
 
 def plot(rows: list[dict[str, float]], out: Path, title: str) -> None:
