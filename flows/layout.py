@@ -54,6 +54,10 @@ class Layout:
     def grade_stats(self, k: int) -> Path:
         return self.gen(k) / "grade.json"
 
+    def sample_shards(self, k: int) -> Path:
+        """Resumable shards of generation k's sampled token ids (generate), one per batch."""
+        return self.gen(k) / "sampling"
+
     def judge_shards(self, k: int) -> Path:
         """Resumable shards of the LLM judge's verdicts (grade), one sub-folder per part."""
         return self.gen(k) / "judge"

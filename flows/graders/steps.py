@@ -288,12 +288,14 @@ class JudgeStep(Step):
         except ValueError as exc:
             raise io.DataError(str(exc)) from None
         # what decides a verdict besides the text: cached shards are reused only when it matches
-        self.settings = "|".join(map(str, (RUBRIC_VERSION, c.judge_backend, c.judge_mode, model_dir,
+        # (for a local model its weights too: a retrained gen-0 model at the same path is another judge)
+        digest = [io.md5_file(w) for w in sorted(folder.glob("*.safetensors"))] if c.judge_model_dir else None
+        self.settings = "|".join(map(str, (RUBRIC_VERSION, c.judge_backend, c.judge_mode, model_dir, digest,
                                            c.judge_base_url, c.judge_model, c.judge_route)))
         return judge
 
     def verdicts(self, texts: list[str], part: str) -> list[dict]:
-        from .shards import score_in_shards
+        from ..shards import score_in_shards
 
         judge = self.judge
         return score_in_shards(texts, lambda chunk: [asdict(v) for v in judge.judge(chunk)],

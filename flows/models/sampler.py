@@ -9,13 +9,17 @@ the synthetic data (STACK-NOTES trap).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
 
 from ..config import GenerateParams
+from ..shards import run_in_shards
 
 
 class Forward(Protocol):
@@ -100,18 +104,40 @@ def _buckets(prompts: list[list[int]], batch_size: int) -> list[list[int]]:
     return [idx[s:s + batch_size] for _, idx in sorted(by_len.items()) for s in range(0, len(idx), batch_size)]
 
 
+def batch_seed(seed: int, b: int) -> int:
+    """The seed of batch b: each batch draws from its own generator, so a batch can be
+    computed (or resumed from its shard) without replaying the batches before it."""
+    digest = hashlib.sha256(f"{seed}:batch:{b}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFFFFFFFFFFFFFF
+
+
 def sample(model: torch.nn.Module, prompts: list[list[int]], cfg: GenerateParams, eos: int,
-           seed: int, device: torch.device, desc: str = "sampling") -> list[list[int]]:
-    """New tokens for each prompt (prompt excluded), cut at the first end-of-text."""
-    gen = torch.Generator(device=device).manual_seed(seed)
+           seed: int, device: torch.device, desc: str = "sampling", shards: Path | None = None,
+           settings: str = "", after_shard: Callable[[int], None] | None = None) -> list[list[int]]:
+    """New tokens for each prompt (prompt excluded), cut at the first end-of-text.
+
+    With `shards` (a folder), every finished batch is written there as it completes and a
+    rerun with the same prompts, settings and seed reads it back instead of sampling it
+    again; `settings` must name whatever else decides the tokens (the model's weights).
+    """
     make = forward_factory(model, cfg)
+    batches = _buckets(prompts, cfg.batch_size)
+
+    def one(b: int) -> list[dict]:
+        idx = batches[b]
+        batch = torch.tensor([prompts[i] for i in idx], dtype=torch.long, device=device)
+        gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
+        return [{"ids": row} for row in make(batch, gen)]
+
+    if shards is None:
+        rows = [one(b) for b in tqdm(range(len(batches)), desc=desc, unit="batch", leave=False, disable=None)]
+    else:
+        key = hashlib.sha256(json.dumps([prompts, cfg.model_dump(mode="json"), seed, settings]).encode()).hexdigest()
+        rows = run_in_shards(shards, key, [len(b) for b in batches], one, desc, after_shard=after_shard)
     out: list[list[int]] = [[] for _ in prompts]
-    with tqdm(total=len(prompts), desc=desc, unit="doc", leave=False, disable=None) as bar:
-        for idx in _buckets(prompts, cfg.batch_size):
-            batch = torch.tensor([prompts[i] for i in idx], dtype=torch.long, device=device)
-            for i, row in zip(idx, make(batch, gen)):
-                out[i] = row
-            bar.update(len(idx))
+    for idx, shard in zip(batches, rows):
+        for i, row in zip(idx, shard):
+            out[i] = row["ids"]
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 from .. import faults, io
@@ -31,13 +32,16 @@ def run(ctx: StageContext) -> dict[str, float]:
     prompts = make_prompts(tok, real, p.generate.num_samples, p.generate.prompt,
                            p.generate.prompt_tokens, ctx.rng("prompts"))
     start = time.perf_counter()
+    # finished batches are kept in shards: a killed generate resumes at the first missing batch
     new = sample(model, prompts, p.generate, lm.eos_id(tok), ctx.seed("generate"), device,
-                 desc=f"gen {k}: sampling")
+                 desc=f"gen {k}: sampling", shards=lay.sample_shards(k),
+                 settings=io.md5_file(lay.model(k - 1) / "model.safetensors"),
+                 after_shard=lambda b: faults.point(f"mid:generate@{k}") if b == 0 else None)
     seconds = time.perf_counter() - start
-    faults.point(f"mid:generate@{k}")
     texts = lm.decode(tok, new)
     prompt_texts = lm.decode(tok, [pr[1:] for pr in prompts])
     io.write_rows(lay.synthetic(k), (sample_row(k, i, t, pt) for i, (t, pt) in enumerate(zip(texts, prompt_texts))))
+    shutil.rmtree(lay.sample_shards(k), ignore_errors=True)  # synthetic.jsonl now holds what they held
     n_tokens = sum(len(ids) for ids in new)
     return {"n_generated": len(texts), "n_empty": sum(not t.strip() for t in texts),
             "gen_tokens": n_tokens, "gen_tokens_per_s": n_tokens / max(seconds, 1e-9)}

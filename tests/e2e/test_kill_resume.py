@@ -82,6 +82,7 @@ def make_project(tmp_path: Path, as_params_yaml: bool = False) -> Path:
     project = copy_project(tmp_path)
     raw = yaml.safe_load((project / "profiles" / "tiny.yaml").read_text())
     raw["loop"]["chain"] = {"1": 0}
+    raw["generate"]["batch_size"] = 16  # 4 batches, so a kill mid-generate leaves 1 of 4 shards to resume
     (project / (PROFILE if not as_params_yaml else "params.yaml")).write_text(yaml.safe_dump(raw, sort_keys=False))
     return project
 
@@ -106,6 +107,8 @@ SEQUENCE = [
     ("after:train@1", {"generate[gen 1]"}),
     ("before:report", {"grade[gen 1]", "mix[gen 1]"}),  # train@1 was never recorded: it runs again
 ]
+# what the attempt after a kill must say it resumed inside a stage
+RESUMED = {"before:grade@1": "gen 1: sampling: resumed 1 of 4 shards"}
 
 
 def test_cli_run_killed_at_every_stage_resumes_byte_identical(tmp_path, server, reference):
@@ -114,6 +117,7 @@ def test_cli_run_killed_at_every_stage_resumes_byte_identical(tmp_path, server, 
         out = run(["synthloop", "run", "--params", PROFILE], project, PREFECT_API_URL=server, SYNTHLOOP_KILL_AT=point)
         assert out.returncode == -signal.SIGKILL, f"{point}: not killed (rc {out.returncode})\n{out.stderr[-2000:]}"
         assert must_reuse <= reused(out.stderr), f"{point}: recomputed {must_reuse - reused(out.stderr)}"
+        assert RESUMED.get(point, "") in out.stderr, f"{point}: {RESUMED[point]!r} not in the log"
         assert not list(project.rglob(".*.tmp")) or point.startswith("mid:")  # only a kill mid-write leaves temps
     out = run(["synthloop", "run", "--params", PROFILE], project, PREFECT_API_URL=server)
     assert out.returncode == 0, out.stderr[-3000:]

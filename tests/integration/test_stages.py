@@ -94,6 +94,9 @@ def test_mlflow_has_params_metrics_children_and_hashes(loop_run):
     assert parent.data.tags[TAG_LOOP] == "test-loop"
     history = client.get_metric_history(tracker.parent_id, "test_ppl")
     assert sorted(m.step for m in history) == [0, 1]
+    # each generation's grader audit is charted on the loop run too, step = generation
+    assert [m.step for m in client.get_metric_history(tracker.parent_id, "grade.audit_self_auc")] == [1]
+    assert [m.step for m in client.get_metric_history(tracker.parent_id, "grade.kept_share")] == [1]
     children = client.search_runs([tracker.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{tracker.parent_id}'")
     by_gen = {r.data.tags[TAG_GEN]: r for r in children}

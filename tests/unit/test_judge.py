@@ -1,4 +1,4 @@
-"""flows.graders.judge (prompt, parser, local judge) and flows.graders.shards (resume)."""
+"""flows.graders.judge (prompt, parser, local judge) and flows.shards (resume)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flows.graders import judge as J
-from flows.graders.shards import score_in_shards, shard_path
+from flows.shards import score_in_shards, shard_path
 from flows.io import DataError
 from tests.judge_server import build_tiny_model, fairy_docs
 
@@ -240,7 +240,7 @@ def test_shards_are_discarded_when_inputs_or_settings_change(tmp_path, items, sh
 
 def test_shards_edge_cases(tmp_path):
     assert score_in_shards([], Grader(), tmp_path / "empty", 3, "judge") == []
-    with pytest.raises(ValueError, match="returned 1 rows for 3 items"):
+    with pytest.raises(ValueError, match="shard 0 has 1 rows for 3 items"):
         score_in_shards(ITEMS, lambda items: [{}], tmp_path / "bad", 3, "judge")
     with pytest.raises(ValueError, match="shard_size"):
         score_in_shards(ITEMS, Grader(), tmp_path / "zero", 0, "judge")

@@ -80,3 +80,22 @@ def test_sample_is_seeded_and_keeps_input_order(model):
     b = sample(model, prompts, cfg, EOS, seed=5, device=torch.device("cpu"))
     assert a == b and len(a) == 5
     assert sample(model, prompts, cfg, EOS, seed=6, device=torch.device("cpu")) != a
+
+
+def test_sample_resumes_from_its_shards_without_resampling_them(model, tmp_path):
+    cfg = gen_cfg(max_new_tokens=10, batch_size=2)
+    prompts = [[EOS], [EOS, 3], [EOS], [EOS, 3], [EOS], [EOS]]
+    plain = sample(model, prompts, cfg, EOS, seed=5, device=torch.device("cpu"))
+    folder = tmp_path / "shards"
+    assert sample(model, prompts, cfg, EOS, seed=5, device=torch.device("cpu"), shards=folder, settings="w1") == plain
+    shards = sorted(folder.glob("shard-*.jsonl"))
+    assert len(shards) == 3  # one per batch: [EOS] x4 -> 2 batches, [EOS, 3] x2 -> 1
+    shards[1].unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in shards if p.exists()}
+
+
+    assert sample(model, prompts, cfg, EOS, seed=5, device=torch.device("cpu"), shards=folder, settings="w1") == plain
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and shards[1].exists()
+    # other weights (settings) or another seed: the old shards are discarded, never reused
+    assert sample(model, prompts, cfg, EOS, seed=6, device=torch.device("cpu"), shards=folder, settings="w1") != plain
+    assert sample(model, prompts, cfg, EOS, seed=5, device=torch.device("cpu"), shards=folder, settings="w2") == plain
