@@ -32,6 +32,9 @@ METRICS = [
     ("name_tv", "name distribution TV to real", "lower"),
     ("pronoun_tv", "he/she/they TV to real", "lower"),
 ]
+# the one-glance figure: (column, title); real-data fit first, then diversity and tails
+HEADLINE = [("test_ce_delta", "Δ real test cross-entropy (nats)"), ("distinct_2", "distinct-2 of samples"),
+            ("rare_coverage", "rare real word types in samples")]
 TABLE = ["test_ce", "distinct_2", "self_bleu", "unigram_js", "rare_coverage", "ref_ppl_p50", "name_tv"]
 
 
@@ -88,6 +91,50 @@ def curves(df: pd.DataFrame, metrics: list[str], out: Path, title: str, delta: b
     fig.suptitle(title)
     _save(fig, out)
     plt.close(fig)
+
+
+def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
+    """The report's one-glance figure: HEADLINE's panels side by side, one line per arm.
+
+    An arm whose curve would squash the others' (its largest |value| more than 4x the
+    median arm's) is drawn off the scale, with its final value written at the edge."""
+    panels = [(c, t) for c, t in HEADLINE if c in df.columns]
+    if not panels:
+        return False
+    plt = loop_report._pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), constrained_layout=True,
+                             squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (column, label) in zip(axes.flat, panels):
+        means = {arm: g.groupby("generation")[column].mean() for arm, g in df.groupby("arm", sort=False)}
+        spans = {arm: float(m.abs().max()) for arm, m in means.items()}
+        typical = float(pd.Series(spans).median())
+        wild = {arm for arm, v in spans.items() if typical > 0 and v > 4 * typical}
+        for i, (arm, m) in enumerate(means.items()):
+            ax.plot(m.index, m.to_numpy(), marker="o", ms=3, color=colors(i % 10), label=arm)
+        tame = [m for arm, m in means.items() if arm not in wild]
+        if wild and tame:
+            low = min(float(m.min()) for m in tame)
+            high = max(float(m.max()) for m in tame)
+            pad = 0.1 * (high - low or 1.0)
+            ax.set_ylim(low - pad, high + 3 * pad)
+            for n, arm in enumerate(sorted(wild)):
+                ax.annotate(f"{arm} off scale: {means[arm].iloc[-1]:+.3g} at gen {means[arm].index[-1]}",
+                            xy=(0.02, 0.97 - 0.07 * n), xycoords="axes fraction", va="top", fontsize=8)
+        if column.endswith("_delta"):
+            ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=9)
+    fig.suptitle(f"{title} (mean over seeds)")
+    _save(fig, out)
+    plt.close(fig)
+    return True
 
 
 def ref_histograms(df: pd.DataFrame, root: Path, out: Path) -> bool:
@@ -153,7 +200,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def write_report(summary: Path, out: Path, title: str = "synthloop report", root: Path | None = None) -> Path:
-    """report.md + metrics.png, delta.png, ref_ppl_hist.png in `out`; returns report.md's path."""
+    """report.md + headline.png, metrics.png, delta.png, ref_ppl_hist.png in `out`; returns report.md's path."""
     root = root or Path.cwd()
     df = load(summary)
     metrics = [m for m, _, _ in METRICS if m in df.columns]
@@ -162,9 +209,11 @@ def write_report(summary: Path, out: Path, title: str = "synthloop report", root
     curves(df, metrics, out / "metrics.png", f"{title}: metrics by generation (mean ± 1 sd over seeds)")
     curves(df, metrics, out / "delta.png", f"{title}: change since generation 0", delta=True)
     hist = ref_histograms(df, root, out / "ref_ppl_hist.png")
+    head = headline(df, out / "headline.png", title)
     seeds = df.groupby("arm")["seed"].nunique()
     text = [f"# {title}", "",
             f"{df['arm'].nunique()} arms x {int(seeds.max())} seeds, generations 0-{last}; source `{summary}`.", "",
+            *(["![headline](headline.png)", ""] if head else []),
             f"## Generation {last} (mean ± sd over seeds; Δ = change since generation 0)", "",
             markdown_table(final_table(df, [m for m in TABLE if m in metrics])), "",
             "## Metrics by generation", "", "![metrics](metrics.png)", "",

@@ -41,8 +41,8 @@ def test_write_report_makes_markdown_and_plots(tmp_path):
     report = write_report(summary, tmp_path / "report", title="t")
     text = report.read_text()
     assert "| replace | 2 | 7.5 ± 0.71 | +2 ± 0 |" in text
-    assert "![metrics](metrics.png)" in text
-    for png in ("metrics.png", "delta.png"):
+    assert "![metrics](metrics.png)" in text and "![headline](headline.png)" in text
+    for png in ("metrics.png", "delta.png", "headline.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -58,3 +58,19 @@ def test_missing_or_foreign_summary_is_a_clear_error(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="not a synthloop summary"):
         load(tmp_path / "x.csv")
+
+
+def test_headline_draws_an_arm_that_would_squash_the_others_off_scale(tmp_path, monkeypatch):
+    from flows import compare
+
+    df = frame()
+    wild = df[df.arm == "replace"].assign(arm="wild", run=lambda d: d.run + "w", test_ce=lambda d: 5 + 40 * d.generation)
+    notes = []
+    real_annotate = __import__("matplotlib.axes", fromlist=["Axes"]).Axes.annotate
+    monkeypatch.setattr("matplotlib.axes.Axes.annotate", lambda ax, text, *a, **k: notes.append(text) or
+                        real_annotate(ax, text, *a, **k))
+    assert compare.headline(with_deltas(pd.concat([df, wild]), ["test_ce"]), tmp_path / "h.png", "t")
+    assert notes == ["wild off scale: +80 at gen 2"]
+    notes.clear()
+    assert compare.headline(with_deltas(df, ["test_ce"]), tmp_path / "h2.png", "t") and notes == []
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
