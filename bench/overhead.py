@@ -41,7 +41,8 @@ def fresh_copy(dest: Path) -> Path:
 def measure(cmd: list[str], profile: str) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         project = fresh_copy(Path(tmp))
-        shutil.copy(project / profile, project / "params.yaml")
+        if Path(profile) != Path("params.yaml"):  # the default profile is params.yaml itself
+            shutil.copy(project / profile, project / "params.yaml")
         env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
         start = time.perf_counter()
         out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
