@@ -89,6 +89,12 @@ def md5_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def weights_md5(folder: Path) -> str:
+    """One hash of a model folder's safetensors weights (every shard, in name order): what
+    keys resumable work done with that model, so a retrained model is never mistaken for it."""
+    return ",".join(md5_file(w) for w in sorted(folder.glob("*.safetensors")))
+
+
 def _decode(path: Path) -> str:
     data = path.read_bytes()
     if b"\x00" in data[:8192]:

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import io
-from .config import ConfigError, Params, flatten, load_params, parse_params, read_yaml
+from .config import ConfigError, Params, flatten, parse_params, read_yaml
 from .layout import Layout
 from .ledger import Ledger, params_key
 
@@ -109,8 +109,8 @@ def override(raw: dict[str, Any], changes: dict[str, Any], source: str) -> dict[
 
 def plan(spec: SweepSpec, root: Path) -> list[SweepRun]:
     base_file = root / spec.params
-    load_params(base_file)  # a clear error for a bad base file
-    base = yaml.safe_load(base_file.read_text(encoding="utf-8"))
+    base = read_yaml(base_file, "params file not found; run from the project root or pass --params")
+    parse_params(base, str(base_file))  # a clear error for a bad base file
     home = Path(spec.out) / spec.name
     runs = []
     for seed in spec.seeds:  # seed-major: a cut-short sweep still has whole replicas of every arm

@@ -289,7 +289,7 @@ class JudgeStep(Step):
             raise io.DataError(str(exc)) from None
         # what decides a verdict besides the text: cached shards are reused only when it matches
         # (for a local model its weights too: a retrained gen-0 model at the same path is another judge)
-        digest = [io.md5_file(w) for w in sorted(folder.glob("*.safetensors"))] if c.judge_model_dir else None
+        digest = io.weights_md5(folder) if c.judge_model_dir else None
         self.settings = "|".join(map(str, (RUBRIC_VERSION, c.judge_backend, c.judge_mode, model_dir, digest,
                                            c.judge_base_url, c.judge_model, c.judge_route)))
         return judge

@@ -35,7 +35,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     # finished batches are kept in shards: a killed generate resumes at the first missing batch
     new = sample(model, prompts, p.generate, lm.eos_id(tok), ctx.seed("generate"), device,
                  desc=f"gen {k}: sampling", shards=lay.sample_shards(k),
-                 settings=io.md5_file(lay.model(k - 1) / "model.safetensors"),
+                 settings=io.weights_md5(lay.model(k - 1)),
                  after_shard=lambda b: faults.point(f"mid:generate@{k}") if b == 0 else None)
     seconds = time.perf_counter() - start
     texts = lm.decode(tok, new)
