@@ -1,4 +1,4 @@
-"""Near-duplicate dedup at scale: 100k short documents through flows.graders.dedup.
+"""Near-duplicate dedup at scale: 100k short documents through synthloop.graders.dedup.
 
     python bench/dedup.py [--docs 100000] [--words 100] [--planted 0.1]
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from flows.graders.dedup import dedup  # noqa: E402
+from synthloop.graders.dedup import dedup  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "fairytales" / "train.txt"
 

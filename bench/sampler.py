@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import SIZES, matmul_flops, non_embedding_params  # noqa: E402
-from flows.config import GenerateParams, ModelParams  # noqa: E402
-from flows.models.lm import build_model  # noqa: E402
-from flows.models.sampler import forward_factory, hf_generate  # noqa: E402
+from synthloop.config import GenerateParams, ModelParams  # noqa: E402
+from synthloop.models.lm import build_model  # noqa: E402
+from synthloop.models.sampler import forward_factory, hf_generate  # noqa: E402
 
 
 def tokens_per_s(fn, batch: torch.Tensor, new: int, repeats: int) -> float:

@@ -21,10 +21,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from flows.config import GenerateParams, ModelParams, TrainParams  # noqa: E402
-from flows.models import lm  # noqa: E402
-from flows.models.sampler import sample  # noqa: E402
-from flows.models.trainer import train  # noqa: E402
+from synthloop.config import GenerateParams, ModelParams, TrainParams  # noqa: E402
+from synthloop.models import lm  # noqa: E402
+from synthloop.models.sampler import sample  # noqa: E402
+from synthloop.models.trainer import train  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "fairytales" / "train.txt"
 

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import SIZES, matmul_flops  # noqa: E402
-from flows.config import ModelParams, TrainParams  # noqa: E402
-from flows.models import lm  # noqa: E402
-from flows.models.trainer import train  # noqa: E402
+from synthloop.config import ModelParams, TrainParams  # noqa: E402
+from synthloop.models import lm  # noqa: E402
+from synthloop.models.trainer import train  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "fairytales" / "train.txt"
 

@@ -5,33 +5,31 @@ project's params.yaml (or --params) at the time `synthloop ui` starts: Prefect
 takes a form's defaults from the flow's signature. Served flows run in a fresh
 process per flow run (Prefect pickles the flow object), so closures are fine.
 
-A loop run from the UI runs the same stage tasks as `synthloop run`
-(flows.pipeline.stage_task), but in its own workspace (flows/workspace.py), with
-DVC's run-cache, a progress artifact, the collapse plot and a DVC record.
+A loop run from the UI goes through the same driver as `synthloop run`
+(flows.loop.run_loop), in its own workspace (synthloop/workspace.py) with DVC's
+run-cache; afterwards the workspace's dvc.lock becomes the run's DVC record.
 """
 
 # no `from __future__ import annotations`: Prefect builds the forms from these annotations.
 import argparse
-import base64
-import contextlib
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from prefect import Flow, flow
-from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from . import forms, workspace
-from .config import Params, load_params
-from .layout import Layout
-from .pipeline import _generation_markdown, run_sweep, stage_task
-from .stages.report import read_summary
-from .tracking import LoopTracker, experiment_id, git_commit, tracking_uri
+from synthloop import forms, versioning, workspace
+from synthloop.config import Params, load_params
+from synthloop.experiments import sweep as sweeps
+from synthloop.stages import table
+from synthloop.tracking import LoopTracker, experiment_id, git_commit, tracking_uri
+
+from .loop import run_loop
+from .sweep import run_sweep
 
 log = logging.getLogger("synthloop")
 
@@ -40,61 +38,7 @@ TAG_URL = "prefect.flow_run_url"
 TAG_DVC = "synthloop.dvc_workspace"
 
 
-def stage_plan(generations: int) -> list[tuple[str, int | None]]:
-    """Every stage of a loop in run order (the same order as flows.pipeline.run_loop)."""
-    plan: list[tuple[str, int | None]] = [("prepare", None)]
-    for k in range(generations + 1):
-        stages = ("mix", "train", "evaluate") if k == 0 else ("generate", "grade", "mix", "train", "evaluate")
-        plan += [(name, k) for name in stages]
-    return plan + [("report", None)]
-
-
-class Progress:
-    """The run's progress artifact: the share of stages done, and training steps inside a train stage.
-    Updates are throttled (each one is an API call)."""
-
-    def __init__(self, stages: int, steps: int):
-        self.stages, self.steps, self.done, self.label, self.last = stages, steps, 0, "", 0.0
-        self.id = create_progress_artifact(0.0, key="loop-progress", description="starting")
-
-    def start(self, name: str, gen: int | None) -> None:
-        self.label = name if gen is None else f"gen {gen}: {name}"
-        self._update(self.done, f"{self.label} ({self.done + 1}/{self.stages})", force=True)
-
-    def finish(self) -> None:
-        self.done += 1
-        self._update(self.done, f"{self.done}/{self.stages} stages done", force=True)
-
-    def train_step(self, step: int) -> None:
-        self._update(self.done + min(step / self.steps, 1.0), f"{self.label}: step {step}/{self.steps}")
-
-    def _update(self, stages_done: float, description: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.last > 2.0:
-            self.last = now
-            update_progress_artifact(self.id, 100.0 * stages_done / self.stages, description=description)
-
-
-class ProgressTracker(LoopTracker):
-    """A LoopTracker whose training-loss callback also moves the progress artifact."""
-
-    progress: Progress | None = None
-
-    @contextlib.contextmanager
-    def stage(self, name: str, gen: int | None):
-        with super().stage(name, gen) as stage_log:
-            if self.progress and name == "train":
-                metric, progress = stage_log.metric, self.progress
-
-                def tick(key: str, value: float, step: int) -> None:
-                    metric(key, value, step)
-                    progress.train_step(step)
-
-                stage_log.metric = tick
-            yield stage_log
-
-
-def workspace_tracker(ws: workspace.Workspace, run_id: str) -> ProgressTracker:
+def workspace_tracker(ws: workspace.Workspace, run_id: str) -> LoopTracker:
     """MLflow for a workspace run: files from the workspace, runs in the *project's* store.
 
     The tracker is rooted at the workspace (its layout, and its `synthloop.workspace` tag,
@@ -108,7 +52,7 @@ def workspace_tracker(ws: workspace.Workspace, run_id: str) -> ProgressTracker:
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        tracker = ProgressTracker(ws.params, ws.root, loop_id=f"prefect-{run_id}", prefect_run_id=run_id)
+        tracker = LoopTracker(ws.params, ws.root, loop_id=f"prefect-{run_id}", prefect_run_id=run_id)
     finally:
         if old is None:
             os.environ.pop("MLFLOW_TRACKING_URI")
@@ -129,40 +73,17 @@ def run_form(project: Path, values: dict[str, Any]) -> str:
     run_id = str(flow_run.id)
     ws = workspace.create(project, run_id, params)
     tracker = workspace_tracker(ws, run_id)
-    lay = Layout.of(ws.params, ws.root)
-    plan = stage_plan(ws.params.loop.generations)
-    progress = tracker.progress = Progress(len(plan), ws.params.train.steps)
-    resume = workspace.RunCacheResume(ws.root)
-    for name, gen in plan:
-        progress.start(name, gen)
-        stage_task(name, gen, ws.params, ws.root, tracker, resume)
-        progress.finish()
-        if name == "evaluate":
-            create_markdown_artifact(_generation_markdown(lay, gen), key=f"generation-{gen}",
-                                     description=f"metrics and samples of generation {gen}")
-    create_table_artifact(read_summary(lay.summary), key="summary", description="per-generation summary")
-    create_markdown_artifact(_plot_markdown(lay), key="collapse-plot", description="reports/collapse.png")
+    resume = versioning.DvcResume(ws.root, run_cache=True)
+    parent_id = run_loop(ws.params, ws.root, tracker, resume)
     _record(ws, tracker, resume)
-    create_link_artifact(tracker.ui_url(_mlflow_base()), link_text="MLflow run", key="mlflow-run",
-                         description=f"MLflow run {tracker.parent_id}")
     log.info("done: workspace %s; %d of %d stages restored from DVC's run-cache", ws.root,
-             len(resume.restored), len(plan))
-    return tracker.parent_id
+             len(resume.restored), len(table.plan(ws.params.loop.generations)))
+    return parent_id
 
 
-def _mlflow_base() -> str:
-    return os.environ.get("SYNTHLOOP_MLFLOW_UI", "http://127.0.0.1:5000")
-
-
-def _plot_markdown(lay: Layout) -> str:
-    """The collapse plot inline (a data: URI: the Prefect UI needs no file server for it)."""
-    png = base64.b64encode(lay.plot.read_bytes()).decode()
-    return f"# Collapse plot\n\n![collapse plot](data:image/png;base64,{png})\n"
-
-
-def _record(ws: workspace.Workspace, tracker: LoopTracker, resume: workspace.RunCacheResume) -> None:
+def _record(ws: workspace.Workspace, tracker: LoopTracker, resume: versioning.DvcResume) -> None:
     """The run's DVC record (workspace dvc.lock): a Prefect artifact, and files on the MLflow run."""
-    rows = workspace.lock_record(ws.lock)
+    rows = versioning.lock_record(ws.lock)
     lines = ["# DVC record", "", f"Workspace `{ws.root}`: its `dvc.lock` holds every stage's params and data "
              f"hashes; `cd` there and run `dvc status` or `dvc repro`.", "",
              f"Restored from DVC's run-cache: {', '.join(resume.restored) or 'none'}.", "",
@@ -214,7 +135,7 @@ def profiles(project: Path) -> list[str]:
 
 
 def sweep_flow(project: Path) -> Flow:
-    """The `sweep` flow: strategies x seeds on one profile (flows/sweep.py does the work)."""
+    """The `sweep` flow: strategies x seeds on one profile (synthloop/experiments/sweep.py does the work)."""
     choices = profiles(project) or ["params.yaml"]
     Profile = Literal[tuple(choices)]  # a dropdown of the project's params files
     default_profile = "profiles/tiny.yaml" if "profiles/tiny.yaml" in choices else choices[0]
@@ -233,8 +154,6 @@ def sweep_flow(project: Path) -> Flow:
             profile: The params file every arm starts from.
             name: The sweep's name (empty: the flow run's name); results go to .synthloop/runs/<flow-run-id>/<name>/.
         """
-        from . import sweep as sweeps
-
         run_id = str(flow_run.id)
         raw = forms.sweep_raw(list(strategies), list(seeds), generations, profile, name or flow_run.name,
                               out=str(workspace.RUNS / run_id))

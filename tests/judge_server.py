@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from flows.config import ModelParams
-from flows.models import lm
+from synthloop.config import ModelParams
+from synthloop.models import lm
 from tests.conftest import FAIRY
 
 SAMPLE = re.compile(r"<<<SAMPLE\n(.*)\nSAMPLE>>>", re.DOTALL)

@@ -4,7 +4,7 @@ uninterrupted run and only the interrupted stage (and what follows) is recompute
 Paths: `synthloop run --params FILE` (a Prefect flow; resumes from its stage ledger),
 `synthloop run` on the project's params.yaml (Prefect + DVC) and `dvc repro` (the whole
 process group killed, as when a machine stops). The kill comes from SYNTHLOOP_KILL_AT
-(flows/faults.py): deterministic, no sleeps.
+(synthloop/faults.py): deterministic, no sleeps.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def run(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess
 
 
 def hashes(project: Path) -> dict[str, str]:
-    from flows.io import md5_file
+    from synthloop.io import md5_file
 
     files = [p for d in ("data", "gens") for p in (project / d).rglob("*") if p.is_file()]
     return {str(p.relative_to(project)): md5_file(p) for p in files if p.name != ".ledger.json"}

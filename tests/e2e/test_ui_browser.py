@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.config import flatten, load_params
+from synthloop.config import flatten, load_params
 from tests.conftest import REPO, copy_project
 from tests.ui_proc import UiProcess, artifacts, mlflow_loop_run, wait_final
 
@@ -135,7 +135,7 @@ def form_changes(default: dict, wanted: dict) -> dict[tuple[str, str], object]:
 
 def tiny_form() -> tuple[dict, dict]:
     """The form values of profiles/tiny.yaml with mix.strategy = STRATEGY, and of the defaults."""
-    from flows.forms import to_form
+    from synthloop.forms import to_form
 
     tiny = load_params(REPO / "profiles" / "tiny.yaml")
     tiny = tiny.model_copy(update={"mix": tiny.mix.model_copy(update={"strategy": STRATEGY})})

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
+from synthloop.cli import app
 from tests.conftest import REPO, small_corpus, tiny_params, write_params
 
 DOC = REPO / "docs" / "errors.md"
@@ -129,7 +129,7 @@ def prepare_files(kind: str, root: Path, raw: dict) -> None:
         if kind == "corrupt-tokenizer":
             (root / "data" / "tokenizer.json").write_text('{"version": "1.0", "model": ')
         else:
-            from flows.models import lm
+            from synthloop.models import lm
 
             lm.train_tokenizer([GOOD_DOCS], 300).save(str(root / "data" / "tokenizer.json"))
         if kind == "tokenizer":
@@ -190,7 +190,7 @@ def test_disk_full_mid_write_loses_nothing(corpus, tmp_path):
     # warm the MLflow store without the limit (its database is larger than the limit)
     subprocess.run([sys.executable, "-c", f"from mlflow.tracking import MlflowClient; MlflowClient('{env['MLFLOW_TRACKING_URI']}').search_experiments()"],
                    env=env, check=True, capture_output=True)
-    out = subprocess.run([sys.executable, "-m", "flows", "stage", "prepare"], cwd=root, env=env,
+    out = subprocess.run([sys.executable, "-m", "synthloop", "stage", "prepare"], cwd=root, env=env,
                          capture_output=True, text=True, preexec_fn=limit, timeout=300)
     assert out.returncode == 1, out.stderr[-2000:]
     line = out.stderr.strip().splitlines()[-1]
@@ -205,8 +205,8 @@ def test_dvc_lock_held_by_another_process_is_one_line(tmp_path):
     from dvc.lock import make_lock
     from dvc.repo import Repo
 
-    from flows.io import DataError
-    from flows.versioning import up_to_date
+    from synthloop.io import DataError
+    from synthloop.versioning import up_to_date
 
     Repo.init(str(tmp_path), no_scm=True)
     (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo hi\n")

@@ -11,7 +11,7 @@ import yaml
 
 from tests.conftest import REPO, small_corpus, tiny_params, write_params
 
-EXE = [sys.executable, "-m", "flows"]
+EXE = [sys.executable, "-m", "synthloop"]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

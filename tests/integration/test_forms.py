@@ -13,8 +13,9 @@ import pytest
 import yaml
 from prefect.utilities.schema_tools import validate
 
-from flows import deployments, forms
-from flows.config import ConfigError, Params, load_params
+from flows import deployments
+from synthloop import forms
+from synthloop.config import ConfigError, Params, load_params
 from tests.conftest import REPO
 
 PARAMS = REPO / "params.yaml"
@@ -111,7 +112,7 @@ def test_cross_field_rules_fail_in_the_flow_with_one_line(schema):
 
 
 def test_sweep_form_is_a_grid_of_strategies_and_seeds(tmp_path):
-    from flows import sweep as sweeps
+    from synthloop.experiments import sweep as sweeps
 
     flow = deployments.sweep_flow(REPO)
     props = flow.parameters.model_dump()["properties"]

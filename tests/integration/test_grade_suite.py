@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from flows import io
-from flows.config import GRADERS, parse_params
-from flows.layout import Layout
-from flows.runner import run_stage
-from flows.stages.report import COLUMNS, GRADER_COLUMNS, summary_rows
+from synthloop import io
+from synthloop.config import GRADERS, parse_params
+from synthloop.layout import Layout
+from synthloop.runner import run_stage
+from synthloop.stages.report import COLUMNS, GRADER_COLUMNS, summary_rows
 from tests.conftest import small_corpus, tiny_params
 
 ALL = ["filters", "dedup", "decontaminate", "self", "reference", "verifier", "judge"]

@@ -9,8 +9,11 @@ import time
 
 import pytest
 
-from flows.graders import judge as J
-from flows.io import DataError
+from synthloop.backends.http import OpenAIClient, api_key
+from synthloop.graders import judge as J
+from synthloop.graders import judge_prompt as P
+from synthloop.graders.judge_local import LocalJudge
+from synthloop.io import DataError
 from tests.judge_server import JudgeServer, Reply, build_tiny_model, completion, fairy_docs
 
 KEY_ENV, KEY = "SYNTHLOOP_JUDGE_TEST_KEY", "sk-test-0123456789abcdefSECRET"
@@ -26,12 +29,12 @@ def canned(req) -> Reply:
     return Reply(body=completion(req.route, f"Readable enough.\nSCORE: {word_score(req.sample)}"))
 
 
-def http_judge(url: str, route: str = "chat", **kw) -> J.HttpJudge:
-    args = dict(model_dir=None, mode="generate", base_url=url, model="judge-test", route=route,
-                api_key_env=None, timeout_s=5.0, concurrency=4, retries=2)
-    judge = J.make_judge("http", **{**args, **kw})
-    judge.backoff_s = 0.05  # keep retry tests fast; the schedule itself is the same
-    return judge
+def http_judge(url: str, route: str = "chat", api_key_env: str | None = None, timeout_s: float = 5.0,
+               concurrency: int = 4, retries: int = 2) -> J.HttpJudge:
+    # backoff_s: keep retry tests fast; the schedule itself is the same
+    return J.HttpJudge(OpenAIClient(url, "judge-test", route, api_key(api_key_env, "grade.judge_api_key_env"),
+                                    timeout_s, concurrency, retries, backoff_s=0.05, what="judge endpoint",
+                                    url_key="grade.judge_base_url"))
 
 
 @pytest.mark.parametrize("route", ["chat", "completions"])
@@ -60,7 +63,7 @@ def test_concurrency_is_bounded():
 
     with JudgeServer(slow) as server:
         verdicts = http_judge(server.url, concurrency=3).judge(TEXTS)
-    assert J.counts(verdicts)["ok"] == len(TEXTS)
+    assert [v.status for v in verdicts] == ["ok"] * len(TEXTS)
     assert 2 <= peak[0] <= 3
 
 
@@ -104,7 +107,7 @@ def test_5xx_is_retried_with_backoff_and_counted_as_error_when_it_persists():
         ok = http_judge(server.url, concurrency=1, retries=2).judge(["once upon a time"])
         assert [v.status for v in ok] == ["ok"] and len(server.requests) == 3
         [bad] = http_judge(server.url, retries=1).judge(["always failing"])
-    assert bad == J.Verdict(None, "error", "HTTP 503")
+    assert bad == P.Verdict(None, "error", "HTTP 503")
 
 
 def test_timeout_counts_as_error_and_others_go_on():
@@ -153,7 +156,7 @@ def test_a_server_that_fails_every_request_is_not_down(status, why):
     """Individual failures are errors; only an endpoint nothing connects to raises."""
     with JudgeServer(lambda req: Reply(status, {"error": "boom"})) as server:
         verdicts = http_judge(server.url, retries=1).judge(TEXTS[:3])
-    assert verdicts == [J.Verdict(None, "error", why)] * 3
+    assert verdicts == [P.Verdict(None, "error", why)] * 3
     assert len(server.requests) == 6  # both are retried
 
 
@@ -185,8 +188,7 @@ def test_api_key_is_sent_but_never_logged_or_raised(monkeypatch, caplog, capfd):
 
 def test_http_scores_match_the_local_judge_behind_the_route(tmp_path):
     """The project's tiny model served over HTTP: the HTTP judge returns the local judge's scores."""
-    local = J.make_judge("local", model_dir=str(build_tiny_model(tmp_path)), mode="logits", base_url=None,
-                         model=None, route="chat", api_key_env=None, timeout_s=1, concurrency=1, retries=0)
+    local = LocalJudge(build_tiny_model(tmp_path), "logits")
     lock = threading.Lock()
 
     def model(req) -> Reply:

@@ -8,8 +8,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.pipeline import loop
-from flows.tracking import TAG_PREFECT
+from flows.loop import loop
+from synthloop.tracking import TAG_PREFECT
 from tests.conftest import small_corpus, tiny_params, write_params
 
 

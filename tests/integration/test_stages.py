@@ -7,12 +7,12 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows import io
-from flows.config import parse_params
-from flows.io import DataError
-from flows.layout import Layout
-from flows.runner import run_stage
-from flows.tracking import TAG_GEN, TAG_LOOP, LoopTracker
+from synthloop import io
+from synthloop.config import parse_params
+from synthloop.io import DataError
+from synthloop.layout import Layout
+from synthloop.runner import run_stage
+from synthloop.tracking import TAG_GEN, TAG_LOOP, LoopTracker
 from tests.conftest import small_corpus, tiny_params
 
 ORDER = [("prepare", None), ("mix", 0), ("train", 0), ("evaluate", 0),

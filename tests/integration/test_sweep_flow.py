@@ -10,7 +10,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.pipeline import sweep
+from synthloop.experiments.sweep import sweep
 from tests.conftest import small_corpus, tiny_params, write_params
 
 

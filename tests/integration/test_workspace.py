@@ -15,8 +15,8 @@ import time
 import pytest
 import yaml
 
-from flows import workspace
-from flows.config import load_params
+from synthloop import workspace
+from synthloop.config import load_params
 from tests.conftest import copy_project
 from tests.ui_proc import BIN, UiProcess, artifacts, mlflow_loop_run, wait_final
 
@@ -30,7 +30,7 @@ def test_workspace_has_its_params_dvc_repo_and_the_shared_cache(tmp_path):
     assert raw["data"]["corpus"] == str((project / "../shared/corpora/fairytales/train.txt").resolve())
     assert os.path.isabs(raw["data"]["test_corpus"]) and raw["paths"]["gens"] == "gens"
     assert (ws.root / "dvc.yaml").read_text() == (project / "dvc.yaml").read_text()
-    assert (ws.root / "flows" / "stages" / "train.py").is_file() and not list(ws.root.glob("flows/**/__pycache__"))
+    assert (ws.root / "synthloop" / "stages" / "train.py").is_file() and not list(ws.root.glob("synthloop/**/__pycache__"))
     config = (ws.root / ".dvc" / "config").read_text()
     assert "no_scm = true" in config and f"dir = {project / '.dvc' / 'cache'}" in config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.config import ConfigError, Params, load_params
+from synthloop.config import ConfigError, Params, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 

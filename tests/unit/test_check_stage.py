@@ -1,11 +1,11 @@
-"""runner.check_stage: stage names and --gen ranges (tiny profile: G = 2)."""
+"""The stage table: stage names and --gen ranges (tiny profile: G = 2), ids, run order."""
 
 from __future__ import annotations
 
 import pytest
 
-from flows.config import ConfigError
-from flows.runner import STAGES, check_stage
+from synthloop.config import ConfigError
+from synthloop.stages import table
 
 
 @pytest.mark.parametrize("name, gen", [
@@ -14,13 +14,13 @@ from flows.runner import STAGES, check_stage
     ("generate", 1), ("generate", 2), ("grade", 1), ("grade", 2), ("mix", 2),
 ])
 def test_valid(tiny, name, gen):
-    check_stage(name, gen, tiny)
+    assert table.check(name, gen, tiny.loop.generations).name == name
 
 
 def test_unknown_stage_lists_the_stages(tiny):
     with pytest.raises(ConfigError, match="unknown stage 'trian'") as info:
-        check_stage("trian", 1, tiny)
-    assert all(s in str(info.value) for s in STAGES)
+        table.check("trian", 1, tiny.loop.generations)
+    assert all(s in str(info.value) for s in table.STAGES)
 
 
 @pytest.mark.parametrize("name, gen, match", [
@@ -35,4 +35,30 @@ def test_unknown_stage_lists_the_stages(tiny):
 ])
 def test_invalid_gen(tiny, name, gen, match):
     with pytest.raises(ConfigError, match=match):
-        check_stage(name, gen, tiny)
+        table.check(name, gen, tiny.loop.generations)
+
+
+def test_stage_ids_are_dvc_names():
+    assert [table.stage_id(n, g) for n, g in [("prepare", None), ("mix", 0), ("mix", 3), ("report", None)]] == \
+        ["prepare", "mix0", "mix@3", "report"]
+
+
+def test_plan_runs_generation_zero_on_real_data_then_the_loop():
+    ids = [table.stage_id(s.name, g) for s, g in table.plan(2)]
+    assert ids == ["prepare", "mix0", "train0", "evaluate0",
+                   "generate@1", "grade@1", "mix@1", "train@1", "evaluate@1",
+                   "generate@2", "grade@2", "mix@2", "train@2", "evaluate@2", "report"]
+
+
+def test_every_stage_reads_only_what_an_earlier_stage_wrote(tmp_path, tiny):
+    """In plan order, each input exists by the time the stage runs (prepare reads the corpus)."""
+    from synthloop.layout import Layout
+
+    lay = Layout.of(tiny, tmp_path)
+    written: set = set()
+    for stage, gen in table.plan(tiny.loop.generations):
+        reads, writes = table.files(lay, stage, gen)
+        for path in reads:
+            assert path == lay.corpus or path == lay.gens or any(
+                path == w or w in path.parents for w in written), (stage.name, gen, path)
+        written |= set(writes)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from flows.compare import final_table, load, with_deltas, write_report
-from flows.io import DataError
+from synthloop.experiments.compare import final_table, load, with_deltas, write_report
+from synthloop.io import DataError
 
 
 def frame() -> pd.DataFrame:
@@ -61,7 +61,7 @@ def test_missing_or_foreign_summary_is_a_clear_error(tmp_path):
 
 
 def test_headline_draws_an_arm_that_would_squash_the_others_off_scale(tmp_path, monkeypatch):
-    from flows import compare
+    from synthloop.experiments import compare
 
     df = frame()
     wild = df[df.arm == "replace"].assign(arm="wild", run=lambda d: d.run + "w", test_ce=lambda d: 5 + 40 * d.generation)

@@ -1,11 +1,11 @@
-"""flows.config: the shipped profiles load; every user error is one line naming its key."""
+"""synthloop.config: the shipped profiles load; every user error is one line naming its key."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from flows.config import STRATEGIES, ConfigError, Params, flatten, load_params
+from synthloop.config import STRATEGIES, ConfigError, Params, flatten, load_params
 
 
 def _set(raw: dict, dotted: str, value) -> dict:

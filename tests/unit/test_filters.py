@@ -1,11 +1,22 @@
-"""flows.graders.filters: heuristic drop reasons and the self-grading keep masks."""
+"""Heuristic drop reasons (graders/filters.py) and the self grader's fitted keep rule (graders/likelihood.py)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from flows.config import GradeParams
-from flows.graders.filters import filter_reason, self_keep
+from synthloop.config import GradeParams
+from synthloop.graders import rules
+from synthloop.graders.filters import filter_reason
+from synthloop.graders.likelihood import SelfGrader
+
+
+def self_keep(ppl, cfg) -> list[bool]:
+    """The keep mask of the self rule fitted on `ppl`, applied to `ppl`."""
+    rule = SelfGrader(SimpleNamespace(cfg=cfg)).fit(ppl)
+    assert rules.keep_prob(rule, ppl) == [float(r is None) for r in rules.decide(rule, ppl)]  # one rule, both ways
+    return [r is None for r in rules.decide(rule, ppl)]
 
 
 @pytest.fixture
@@ -54,9 +65,14 @@ def test_self_keep_masks(grade, overrides, mask):
 
 
 @pytest.mark.parametrize("rule", ["lowest", "highest"])
-def test_self_keep_ties_broken_by_order(grade, rule):
+def test_self_keep_keeps_every_tie_at_the_cut(grade, rule):
     cfg = grade(self_rule=rule, self_fraction=0.5)
-    assert self_keep([5.0, 5.0, 5.0, 5.0], cfg) == [T, T, F, F]
+    assert self_keep([5.0, 5.0, 5.0, 5.0], cfg) == [T, T, T, T]
+    assert self_keep([1.0, 5.0, 5.0, 9.0], cfg) == ([T, T, T, F] if rule == "lowest" else [F, T, T, T])
+
+
+def test_unscored_samples_are_kept_and_the_rule_fits_on_the_scored(grade):
+    assert self_keep([None, 10.0, 50.0, None], grade(self_rule="lowest", self_fraction=0.5)) == [T, T, F, T]
 
 
 @pytest.mark.parametrize("rule", ["none", "threshold", "lowest", "highest", "band"])

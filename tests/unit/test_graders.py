@@ -1,20 +1,23 @@
-"""flows.graders: keep rules, garbage filter, dedup, decontamination, verifier, audit (hand-computed)."""
+"""synthloop.graders: keep rules, garbage filter, dedup, decontamination, verifier, audit (hand-computed)."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from datasketch import MinHash
 
-from flows.config import GradeParams
-from flows.graders import audit, rules
-from flows.graders.decontam import contamination, decontaminate, ngram_set
-from flows.graders.dedup import Sketcher, dedup, exact_key, normalise, shingle_hashes
-from flows.graders.filters import filter_reason, garbage
-from flows.graders.verifier import Verifier, fit, load, save
-from flows.io import DataError
+from synthloop.config import GradeParams
+from synthloop.graders import audit, rules
+from synthloop.graders.decontam import DecontamGrader, contamination, ngram_set
+from synthloop.graders.dedup import Sketcher, dedup, exact_key, normalise, shingle_hashes
+from synthloop.graders.filters import filter_reason, garbage
+from synthloop.graders.judge import JudgeGrader
+from synthloop.graders.likelihood import ReferenceGrader, SelfGrader
+from synthloop.graders.verifier import Verifier, VerifierGrader, fit, load, save
+from synthloop.io import DataError
 from tests.conftest import FAIRY
 
 T, F = True, False
@@ -61,43 +64,61 @@ def test_garbage_filter_drops_above_the_threshold(grade):
 PPL = [10.0, 50.0, 20.0, 40.0, 30.0]
 
 
-@pytest.mark.parametrize("overrides, interval", [
-    ({"self_rule": "none"}, (-np.inf, np.inf)),
-    ({"self_rule": "threshold", "self_max_ppl": 25.0}, (-np.inf, 25.0)),
-    ({"self_rule": "lowest", "self_fraction": 0.4}, (-np.inf, 20.0)),
-    ({"self_rule": "highest", "self_fraction": 0.4}, (40.0, np.inf)),
-    ({"self_rule": "band", "self_band_low": 0.25, "self_band_high": 0.75}, (20.0, 40.0)),
+def env(cfg, **more):
+    return SimpleNamespace(cfg=cfg, **more)
+
+
+@pytest.mark.parametrize("overrides, low, high", [
+    ({"self_rule": "none"}, -np.inf, np.inf),
+    ({"self_rule": "threshold", "self_max_ppl": 25.0}, -np.inf, 25.0),
+    ({"self_rule": "lowest", "self_fraction": 0.4}, -np.inf, 20.0),
+    ({"self_rule": "highest", "self_fraction": 0.4}, 40.0, np.inf),
+    ({"self_rule": "band", "self_band_low": 0.25, "self_band_high": 0.75}, 20.0, 40.0),
 ])
-def test_self_interval_is_the_bar_the_samples_cleared(grade, overrides, interval):
-    cfg = grade(**overrides)
-    assert rules.self_interval(PPL, cfg) == interval
-    assert rules.inside(PPL, interval) == rules.self_keep(PPL, cfg)
+def test_self_rule_is_the_bar_the_samples_cleared(grade, overrides, low, high):
+    rule = SelfGrader(env(grade(**overrides))).fit(PPL)
+    assert (rule.low, rule.high) == (low, high)
+    kept = [r is None for r in rules.decide(rule, PPL)]
+    assert kept == [low <= v <= high for v in PPL]
+    assert rules.keep_prob(rule, [15.0, 35.0, None]) == [float(low <= 15 <= high), float(low <= 35 <= high), 1.0]
 
 
-def test_rank_keep():
-    assert rules.rank_keep([0.1, 0.9, 0.5, 0.7], 0.5, highest=True) == [F, T, F, T]
-    assert rules.rank_keep([0.1, 0.9, 0.5, 0.7], 0.5, highest=False) == [T, F, T, F]
-    assert rules.rank_keep([0.5, 0.5, 0.5], 0.34, highest=True) == [T, F, F]  # ties by order
-    assert rules.rank_keep([], 0.5, highest=True) == []
+def test_preference_orients_scores():
+    x = [10.0, 20.0, None]
+    assert rules.preference(rules.Rule(prefer="lower"), x)[:2].tolist() == [-10.0, -20.0]
+    assert rules.preference(rules.Rule(prefer="higher"), x)[:2].tolist() == [10.0, 20.0]
+    centred = rules.preference(rules.Rule(prefer="centre", centre=float(np.log(20.0))), x)
+    assert centred[1] == 0.0 and centred[0] < 0 and np.isnan(centred[2])
 
 
-def test_reference_band_and_reasons():
+def test_rank_cut_keeps_ties():
+    assert rules.rank_cut([0.1, 0.9, 0.5, 0.7], 0.5, highest=True) == 0.7
+    assert rules.rank_cut([0.1, 0.9, 0.5, 0.7], 0.5, highest=False) == 0.5
+    assert rules.rank_cut([0.5, 0.5, 0.5], 0.34, highest=True) == 0.5  # every tie at the cut is kept
+    assert rules.rank_cut([0.2, None], 0.01, highest=True) == 0.2      # at least one; unscored left out
+    assert rules.rank_cut([], 0.5, highest=True) == -np.inf
+
+
+def test_reference_band_from_real_text(grade):
     real = [10.0, 20.0, 30.0, 40.0, 50.0]
-    assert rules.band(real, 0.25, 0.75) == (20.0, 40.0)
-    assert rules.band(real, 0.0, 1.0) == (10.0, 50.0)
-    reasons = rules.band_reasons([5.0, 20.0, 35.0, 40.0, 41.0, None], (20.0, 40.0), "reference_low", "reference_high")
-    assert reasons == ["reference_low", None, None, None, "reference_high", None]
+    grader = ReferenceGrader(env(grade(reference_rule="band", reference_low=0.25, reference_high=0.75),
+                                 audit_texts=["r"] * 5, ppl=lambda g, texts, cache=None: real))
+    rule = grader.fit()
+    assert (rule.low, rule.high) == (20.0, 40.0)
+    assert rules.decide(rule, [5.0, 20.0, 35.0, 40.0, 41.0, None]) == \
+        ["reference_low", None, None, None, "reference_high", None]
+    assert rules.quantiles(real, 0.0, 1.0) == (10.0, 50.0)
     with pytest.raises(ValueError):
-        rules.band([], 0.1, 0.9)
+        rules.quantiles([], 0.1, 0.9)
 
 
-def test_verifier_top_keeps_the_most_real_like():
+def test_verifier_top_keeps_the_most_real_like(grade):
     p = [0.2, 0.9, 0.6, 0.4]
-    keep, cut, scale = rules.verifier_keep(p, "top", 0.5, seed=0)
-    assert keep == [F, T, T, F] and cut == 0.6 and scale is None
-    assert rules.verifier_real_keep([0.59, 0.6, 0.95], "top", cut, scale) == [0.0, 1.0, 1.0]
-    assert rules.verifier_keep(p, "none", 0.5, seed=0)[0] == [T] * 4
-    assert rules.verifier_real_keep([0.1], "none", 0.0, None) == [1.0]
+    rule = VerifierGrader(env(grade(verifier_rule="top", verifier_fraction=0.5))).fit(p)
+    assert rules.decide(rule, p) == ["verifier_top", None, None, "verifier_top"] and rule.low == 0.6
+    assert rules.keep_prob(rule, [0.59, 0.6, 0.95]) == [0.0, 1.0, 1.0]
+    none = VerifierGrader(env(grade(verifier_rule="none"))).fit(p)
+    assert rules.decide(none, p) == [None] * 4 and rules.keep_prob(none, [0.1]) == [1.0]
 
 
 def test_odds_and_resample_scale():
@@ -106,20 +127,23 @@ def test_odds_and_resample_scale():
     w = np.array([1.0, 3.0, 0.25, 0.5])
     c = rules.resample_scale(w, 0.5)  # min(1, w/c) sums to 2: c = 1.75 -> 1/1.75 + 1 + 0.25/1.75 + 0.5/1.75
     assert c == pytest.approx(1.75)
-    assert rules.resample_accept(w, c).sum() == pytest.approx(2.0)
-    assert rules.resample_accept(w, rules.resample_scale(w, 1.0)).tolist() == [1.0] * 4
+    p = (w / (1 + w)).tolist()
+    assert sum(rules.keep_prob(rules.Rule(scale=c), p)) == pytest.approx(2.0)
+    assert rules.keep_prob(rules.Rule(scale=rules.resample_scale(w, 1.0)), p) == pytest.approx([1.0] * 4)
 
 
 def test_verifier_resample_is_seeded_and_keeps_the_share_in_expectation():
     rng = np.random.default_rng(1)
     p = rng.uniform(0.05, 0.95, 4000).tolist()
-    keep, cut, scale = rules.verifier_keep(p, "resample", 0.3, seed=7)
-    assert keep == rules.verifier_keep(p, "resample", 0.3, seed=7)[0]
-    assert keep != rules.verifier_keep(p, "resample", 0.3, seed=8)[0]
+    rule = rules.Rule(scale=rules.resample_scale(rules.odds(p), 0.3), reason="verifier_resample", seed=7)
+    keep = [r is None for r in rules.decide(rule, p)]
+    assert keep == [r is None for r in rules.decide(rule, p)]
+    assert keep != [r is None for r in rules.decide(rules.Rule(scale=rule.scale, reason="x", seed=8), p)]
     assert np.mean(keep) == pytest.approx(0.3, abs=0.03)
+    assert np.mean(rules.keep_prob(rule, p)) == pytest.approx(0.3, abs=1e-6)  # the same rule, as a probability
     kept_p = np.asarray(p)[np.asarray(keep)]
     assert kept_p.mean() > np.mean(p)  # the odds favour real-like samples
-    real = rules.verifier_real_keep([0.01, 0.5, 0.99], "resample", cut, scale)
+    real = rules.keep_prob(rule, [0.01, 0.5, 0.99])
     assert real[0] < real[1] <= real[2] == 1.0
 
 
@@ -129,20 +153,23 @@ def test_verifier_resample_is_seeded_and_keeps_the_share_in_expectation():
     ("top", "drop", [None, "judge_low", "judge_low", "judge_unparsed", None], 7.0),  # best half of 4 parsed
     ("top", "keep", [None, "judge_low", "judge_low", None, None], 7.0),
 ])
-def test_judge_reasons(rule, unparsed, reasons, cut):
+def test_judge_rule(grade, rule, unparsed, reasons, cut):
     scores = [7.0, 6.0, 5.9, None, 9.0]
-    assert rules.judge_reasons(scores, rule, 6.0, 0.5, unparsed) == (reasons, cut)
+    fitted = JudgeGrader(env(grade(judge_rule=rule, judge_min_score=6.0, judge_fraction=0.5,
+                                   judge_unparsed=unparsed))).fit(scores)
+    assert (rules.decide(fitted, scores), fitted.low) == (reasons, cut)
 
 
-def test_judge_top_ties_and_nothing_parsed():
-    assert rules.judge_reasons([5.0, 5.0, 5.0, 5.0], "top", 1.0, 0.5, "drop")[0] == [None, None, "judge_low", "judge_low"]
-    assert rules.judge_reasons([None, None], "top", 1.0, 0.5, "drop") == (["judge_unparsed"] * 2, 1.0)
+def test_judge_top_ties_and_nothing_parsed(grade):
+    judge = JudgeGrader(env(grade(judge_rule="top", judge_fraction=0.5, judge_unparsed="drop")))
+    assert rules.decide(judge.fit([5.0, 5.0, 5.0, 5.0]), [5.0, 5.0, 5.0, 5.0]) == [None] * 4  # ties at the cut kept
+    assert rules.decide(judge.fit([None, None]), [None, None]) == ["judge_unparsed"] * 2
 
 
 # --- dedup ---------------------------------------------------------------------
 
 def test_normalisation_for_exact_duplicates():
-    assert normalise("  Hello,   World!\n\tIt's ME. ") == "hello world its me"
+    assert normalise("  Hello,   World!\n\tIt's ME. ") == "hello world it s me"  # words as everywhere
     assert exact_key(normalise("Hello, World!")) == exact_key(normalise("hello world"))
     reasons, sims = dedup(["The Cat sat.", "the cat   SAT", "the cat sat down"], [], 0.8, 64, 3)
     assert reasons[:2] == [None, "dedup_exact"] and sims[1] == 1.0
@@ -200,7 +227,7 @@ def test_bulk_sketches_equal_datasketch_minhash():
 
 # --- decontamination -----------------------------------------------------------
 
-def test_decontamination_on_planted_test_ngrams():
+def test_decontamination_on_planted_test_ngrams(grade):
     test = ["once upon a time there lived a king who had three daughters and a golden ball"]
     grams = ngram_set(test, 4)
     clean = "the miller walked to the river and sang a song to the fish"
@@ -208,9 +235,13 @@ def test_decontamination_on_planted_test_ngrams():
     assert contamination(clean, grams, 4) == 0.0
     assert contamination(leaked, grams, 4) == 0.5
     assert contamination("too short", grams, 4) == 0.0
-    reasons, shares = decontaminate([clean, leaked], test, n=4, threshold=0.4)
+    def decontaminate(texts, threshold):
+        out = DecontamGrader(env(grade(decontam_ngram=4, decontam_threshold=threshold), test_texts=test)).grade(texts)
+        return out.reasons, out.scores["contamination"]
+
+    reasons, shares = decontaminate([clean, leaked], threshold=0.4)
     assert reasons == [None, "contaminated"] and shares == [0.0, 0.5]
-    assert decontaminate([leaked], test, n=4, threshold=0.5)[0] == [None]  # above, not at, the threshold
+    assert decontaminate([leaked], threshold=0.5)[0] == [None]  # above, not at, the threshold
 
 
 # --- verifier ------------------------------------------------------------------

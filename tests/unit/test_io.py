@@ -1,4 +1,4 @@
-"""flows.io: atomic writes, JSONL rows, hashes and corpus reading."""
+"""synthloop.io: atomic writes, JSONL rows, hashes and corpus reading."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from flows import io
-from flows.io import DataError
+from synthloop import io
+from synthloop.io import DataError
 
 
 def test_rows_round_trip_unicode(tmp_path):

@@ -1,4 +1,4 @@
-"""flows.graders.judge (prompt, parser, local judge) and flows.shards (resume)."""
+"""The judge: prompt and parser (judge_prompt), config validation, the local judge, and shards (resume)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import math
 import pytest
 import torch
 
-from flows.graders import judge as J
-from flows.shards import score_in_shards, shard_path
-from flows.io import DataError
+from synthloop.backends.http import api_key
+from synthloop.config import ConfigError, parse_params
+from synthloop.graders import judge_prompt as J
+from synthloop.graders.judge_local import LocalJudge
+from synthloop.io import DataError
+from synthloop.shards import score_in_shards, shard_path
 from tests.judge_server import build_tiny_model, fairy_docs
 
 INJECTIONS = [
@@ -90,48 +93,55 @@ def test_injection_in_the_sample_cannot_change_the_score(sample):
 
 
 def test_verdict_status_and_truncation():
-    assert J._verdict("SCORE: 6") == J.Verdict(6.0, "ok", "SCORE: 6")
+    assert J.verdict("SCORE: 6") == J.Verdict(6.0, "ok", "SCORE: 6")
     long = "x" * 2000
-    v = J._verdict(long)
+    v = J.verdict(long)
     assert v.status == "unparsed" and v.score is None and len(v.reply) == 500
-    assert J._verdict("") == J.Verdict(None, "unparsed", "")
-    assert J.counts([v, J._verdict("SCORE: 2")]) == {"ok": 1, "unparsed": 1, "error": 0}
+    assert J.verdict("") == J.Verdict(None, "unparsed", "")
 
 
-# --- make_judge validation -------------------------------------------------------
+# --- judge params: validated once, in config ---------------------------------------
 
-HTTP = dict(model_dir=None, mode="generate", base_url="http://127.0.0.1:9", model="m", route="chat",
-            api_key_env=None, timeout_s=5.0, concurrency=2, retries=1)
+HTTP = {"steps": ["judge"], "judge_backend": "http", "judge_mode": "generate", "judge_model_dir": None,
+        "judge_base_url": "http://127.0.0.1:9", "judge_model": "m", "judge_route": "chat"}
 
 
-@pytest.mark.parametrize("backend, overrides, message", [
-    ("cloud", {}, "grade.judge_backend must be 'local' or 'http'"),
-    ("local", {}, "grade.judge_model_dir is required when grade.judge_backend = local"),
-    ("http", {"mode": "sample"}, "grade.judge_mode must be 'generate' or 'logits'"),
-    ("http", {"mode": "logits"}, "grade.judge_mode = logits needs grade.judge_backend = local"),
-    ("http", {"base_url": None}, "grade.judge_base_url is required when grade.judge_backend = http"),
-    ("http", {"base_url": "127.0.0.1:8000"}, "grade.judge_base_url must start with http://"),
-    ("http", {"model": ""}, "grade.judge_model is required when grade.judge_backend = http"),
-    ("http", {"route": "responses"}, "grade.judge_route must be 'chat' or 'completions'"),
-    ("http", {"timeout_s": 0}, "grade.judge_timeout_s must be > 0"),
-    ("http", {"concurrency": 0}, "grade.judge_concurrency must be >= 1"),
-    ("http", {"retries": -1}, "grade.judge_retries must be >= 0"),
-    ("http", {"api_key_env": "SYNTHLOOP_TEST_UNSET_KEY"}, "grade.judge_api_key_env = SYNTHLOOP_TEST_UNSET_KEY"),
+@pytest.mark.parametrize("overrides, message", [
+    ({"judge_backend": "cloud"}, "grade.judge_backend = 'cloud' is not allowed"),
+    ({"judge_backend": "local"}, "grade.judge_model_dir is required when grade.judge_backend is local"),
+    ({"judge_mode": "sample"}, "grade.judge_mode = 'sample' is not allowed"),
+    ({"judge_mode": "logits"}, "grade.judge_mode = logits needs grade.judge_backend: local"),
+    ({"judge_base_url": None}, "grade.judge_base_url and grade.judge_model are required"),
+    ({"judge_base_url": "127.0.0.1:8000"}, "grade.judge_base_url = '127.0.0.1:8000': must start with http://"),
+    ({"judge_model": None}, "grade.judge_base_url and grade.judge_model are required"),
+    ({"judge_route": "responses"}, "grade.judge_route = 'responses' is not allowed"),
+    ({"judge_timeout_s": 0}, "grade.judge_timeout_s = 0"),
+    ({"judge_concurrency": 0}, "grade.judge_concurrency = 0"),
+    ({"judge_retries": -1}, "grade.judge_retries = -1"),
 ])
-def test_make_judge_validates_with_one_line(monkeypatch, backend, overrides, message):
-    monkeypatch.delenv("SYNTHLOOP_TEST_UNSET_KEY", raising=False)
-    with pytest.raises(ValueError) as info:
-        J.make_judge(backend, **{**HTTP, **overrides})
+def test_judge_params_fail_with_one_line(raw, overrides, message):
+    raw["grade"].update({**HTTP, **overrides})
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw, "params.yaml")
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_unset_api_key_variable_is_one_line(monkeypatch):
+    monkeypatch.delenv("SYNTHLOOP_TEST_UNSET_KEY", raising=False)
+    with pytest.raises(DataError) as info:
+        api_key("SYNTHLOOP_TEST_UNSET_KEY", "grade.judge_api_key_env")
+    assert "grade.judge_api_key_env = SYNTHLOOP_TEST_UNSET_KEY" in str(info.value)
+    monkeypatch.setenv("SYNTHLOOP_TEST_UNSET_KEY", " k3y ")
+    assert api_key("SYNTHLOOP_TEST_UNSET_KEY", "x") == "k3y" and api_key(None, "x") is None
 
 
 def test_local_judge_refuses_missing_or_pickled_models(tmp_path):
     with pytest.raises(DataError, match="config.json missing"):
-        J.make_judge("local", **{**HTTP, "model_dir": str(tmp_path / "nothing")})
+        LocalJudge(tmp_path / "nothing", "logits")
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(DataError, match="only safetensors"):
-        J.make_judge("local", **{**HTTP, "model_dir": str(tmp_path)})
+        LocalJudge(tmp_path, "logits")
 
 
 # --- local judge on a tiny model --------------------------------------------------
@@ -141,8 +151,8 @@ def model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("judge"))
 
 
-def local(model_dir, mode: str) -> J.LocalJudge:
-    return J.make_judge("local", **{**HTTP, "model_dir": str(model_dir), "mode": mode})
+def local(model_dir, mode: str) -> LocalJudge:
+    return LocalJudge(model_dir, mode)
 
 
 TEXTS = fairy_docs(6, offset=300) + INJECTIONS + ["", "word " * 400]  # empty and longer than the context

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.config import TrainParams
-from flows.models.trainer import lr_at
+from synthloop.config import TrainParams
+from synthloop.models.trainer import lr_at
 
 
 @pytest.fixture

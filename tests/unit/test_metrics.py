@@ -1,4 +1,4 @@
-"""flows.metrics.text on hand-computed inputs."""
+"""synthloop.metrics.text on hand-computed inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from flows.metrics.text import distinct_n, ngrams, repetition, unigram_counts, unigram_kl, words
+from synthloop.metrics.text import distinct_n, ngrams, repetition, unigram_counts, unigram_kl, words
 
 
 def test_words_lowercases_and_drops_punctuation():

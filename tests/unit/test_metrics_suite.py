@@ -1,4 +1,4 @@
-"""flows.metrics.suite and flows.metrics.bias on hand-computed inputs."""
+"""synthloop.metrics.suite and synthloop.metrics.bias on hand-computed inputs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU
 
-from flows.metrics.bias import (bias_metrics, character_names, name_counts, pronoun_counts,
+from synthloop.metrics.bias import (bias_metrics, character_names, name_counts, pronoun_counts,
                                 total_variation)
-from flows.metrics.suite import (log_bin_edges, log_histogram, quantiles, rare_coverage,
+from synthloop.metrics.suite import (log_bin_edges, log_histogram, quantiles, rare_coverage,
                                  rare_types, self_bleu, type_token_ratio, unigram_js, zipf_slope)
 
 
@@ -199,8 +199,8 @@ def test_bias_metrics():
 
 
 def test_sample_metrics_has_every_summary_metric_in_range():
-    from flows.stages.evaluate import sample_metrics
-    from flows.stages.report import COLUMNS
+    from synthloop.stages.evaluate import sample_metrics
+    from synthloop.stages.report import COLUMNS
 
     real = ["Hans went to the wood. Then Hans met Grethel, and she said hello to him."] * 6
     samples = ["Hans went home and he slept.", "the the the the", ""]
@@ -220,7 +220,7 @@ def test_sample_metrics_do_not_depend_on_the_hash_seed():
 
     from tests.conftest import FAIRY
 
-    code = ("import json, sys; from flows.stages.evaluate import sample_metrics; "
+    code = ("import json, sys; from synthloop.stages.evaluate import sample_metrics; "
             "docs = open(sys.argv[1], encoding='utf-8').read().split('\\n\\n'); "
             "print(json.dumps(sample_metrics(docs[300:400], docs[:100], docs[:300]), sort_keys=True))")
     outs = {subprocess.run([sys.executable, "-c", code, str(FAIRY / "train.txt")], capture_output=True,

@@ -1,4 +1,4 @@
-"""flows.stages.mix: exact training-set composition per strategy, provenance, determinism."""
+"""synthloop.stages.mix: exact training-set composition per strategy, provenance, determinism."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from random import Random
 
 import pytest
 
-from flows.config import STRATEGIES, MixParams
-from flows.records import real_row, sample_row, share
-from flows.stages.mix import draw, mix_rows
+from synthloop.config import STRATEGIES, MixParams
+from synthloop.records import real_row, sample_row, share
+from synthloop.stages.mix import draw, mix_rows
 
 REAL_ALL = [real_row(i, f"real document {i}") for i in range(100)]
 REAL_BASE = REAL_ALL[:20]                                     # train_size real rows

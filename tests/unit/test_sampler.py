@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flows.config import GenerateParams, ModelParams
-from flows.models.fast import GPT2Decoder
-from flows.models.lm import build_model
-from flows.models.sampler import CachedGPT2, decode, pick, sample
+from synthloop.config import GenerateParams, ModelParams
+from synthloop.models.fast import GPT2Decoder
+from synthloop.models.lm import build_model
+from synthloop.models.sampler import CachedGPT2, decode, pick, sample
 
 EOS = 0
 

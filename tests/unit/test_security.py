@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from flows.config import ConfigError, parse_params
-from flows.io import DataError
-from flows.models import lm
+from synthloop.config import ConfigError, parse_params
+from synthloop.io import DataError
+from synthloop.models import lm
 from tests.conftest import REPO, tiny_params
 
-SOURCES = sorted((REPO / "flows").rglob("*.py"))
+SOURCES = sorted([*(REPO / "synthloop").rglob("*.py"), *(REPO / "flows").rglob("*.py")])
 
 
 def code_lines() -> list[tuple[Path, int, str]]:
@@ -31,7 +31,7 @@ def test_no_pickle_loading_and_no_remote_code_anywhere():
 def test_servers_bind_to_loopback_only():
     hosts = [(p.name, n, line.strip()) for p, n, line in code_lines() if re.search(r"0\.0\.0\.0|\"::\"", line)]
     assert hosts == []
-    assert "127.0.0.1" in (REPO / "flows" / "ui.py").read_text()
+    assert "127.0.0.1" in (REPO / "synthloop" / "ui.py").read_text()
 
 
 def test_a_pickle_only_model_folder_is_refused(tmp_path):
@@ -61,7 +61,7 @@ def test_outside_paths_only_when_explicitly_allowed(tmp_path, monkeypatch):
 
 
 def test_params_hold_the_name_of_the_api_key_variable_never_a_key():
-    from flows.config import GradeParams
+    from synthloop.config import GradeParams
 
     fields = GradeParams.model_fields
     assert "judge_api_key_env" in fields and not [f for f in fields if f.endswith(("api_key", "token", "secret"))]

@@ -6,8 +6,8 @@ from random import Random
 
 import pytest
 
-from flows.io import DataError
-from flows.stages.prepare import split_documents
+from synthloop.io import DataError
+from synthloop.stages.prepare import split_documents
 
 DOCS = [f"document {i}" for i in range(40)]
 

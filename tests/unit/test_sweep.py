@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from flows.config import ConfigError
-from flows.ledger import Ledger, params_key
-from flows.sweep import NOT_GEN0, grid_spec, override, parse_spec, plan
+from synthloop.config import ConfigError
+from synthloop.keys import params_hash
+from synthloop.ledger import Ledger
+from synthloop.experiments.sweep import NOT_GEN0, grid_spec, override, parse_spec, plan
 from tests.conftest import tiny_params, write_params
 
 
@@ -33,10 +34,10 @@ def test_plan_is_seed_major_with_own_folders_and_shared_data(base):
 
 def test_generation_zero_is_shared_only_where_it_cannot_differ(base):
     r0, a0, r1, _ = plan(spec(), base)
-    assert params_key(r0.params, drop=NOT_GEN0) == params_key(a0.params, drop=NOT_GEN0)
-    assert params_key(r0.params, drop=NOT_GEN0) != params_key(r1.params, drop=NOT_GEN0)  # other seed
+    assert params_hash(r0.params, drop=NOT_GEN0) == params_hash(a0.params, drop=NOT_GEN0)
+    assert params_hash(r0.params, drop=NOT_GEN0) != params_hash(r1.params, drop=NOT_GEN0)  # other seed
     steps = plan(spec(arms={"a": {}, "b": {"train.steps": 31}}), base)
-    assert params_key(steps[0].params, drop=NOT_GEN0) != params_key(steps[1].params, drop=NOT_GEN0)
+    assert params_hash(steps[0].params, drop=NOT_GEN0) != params_hash(steps[1].params, drop=NOT_GEN0)
 
 
 def test_unknown_override_key_names_it_with_a_hint(base):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from flows.config import ModelParams, TrainParams
-from flows.models.lm import build_model
-from flows.models.trainer import train
+from synthloop.config import ModelParams, TrainParams
+from synthloop.models.lm import build_model
+from synthloop.models.trainer import train
 
 MODEL = ModelParams(arch="gpt2", n_layer=1, n_embd=32, n_head=2, context=32)
 

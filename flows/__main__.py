@@ -1,5 +1,0 @@
-"""`python -m flows ...` is the `synthloop` command."""
-
-from .cli import main
-
-main()

@@ -1,0 +1,5 @@
+"""`python -m synthloop ...` is the `synthloop` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Where text comes from besides the loop's own in-process model: model servers."""

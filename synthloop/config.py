@@ -1,0 +1,321 @@
+"""Typed configuration: one pydantic model per params.yaml section.
+
+Values live in params.yaml (or a profile); types, bounds and one-line
+descriptions live here. Knobs have no Python defaults, so every number has one
+home. The dotted key (``mix.real_fraction``) is the params.yaml path, the
+``dvc exp run -S`` override and the MLflow param name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .graders import REGISTRY
+
+STRATEGIES = ("replace", "accumulate", "accumulate_subsample", "fixed_fraction")
+GRADERS = tuple(REGISTRY)  # grade.steps: every grader the grade stage knows
+
+
+class ConfigError(ValueError):
+    """A user error in params: one line naming the key and what to do."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsParams(_Section):
+    data: str = Field(description="Folder for the prepared splits and tokenizer (relative to the project).")
+    gens: str = Field(description="Folder with one sub-folder per generation.")
+    reports: str = Field(description="Folder for summary.csv and plots.")
+
+    @field_validator("data", "gens", "reports")
+    @classmethod
+    def _inside_project(cls, value: str) -> str:
+        """Outputs stay inside the project (or sweep workspace): no absolute paths, no '..'."""
+        if os.environ.get("SYNTHLOOP_ALLOW_OUTSIDE_PATHS") == "1":
+            return value
+        if not value.strip() or Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError("output folders must be relative paths inside the project, without '..' "
+                             "(set SYNTHLOOP_ALLOW_OUTSIDE_PATHS=1 to allow others)")
+        return value
+
+
+class DataParams(_Section):
+    corpus: str = Field(description="Real text: a .txt file (documents separated by blank lines), a folder of .txt files, or a .jsonl with a 'text' field.")
+    test_corpus: str | None = Field(description="Held-out real test set (same formats); empty/null splits data.corpus instead.")
+    test_fraction: float = Field(gt=0, lt=1, description="Share of documents held out when test_corpus is empty.")
+    min_chars: int = Field(ge=1, description="Documents shorter than this many characters are dropped.")
+
+
+class TokenizerParams(_Section):
+    vocab_size: int = Field(ge=260, le=65536, description="BPE vocabulary size (byte-level, trained once on the real training split).")
+
+
+class ModelParams(_Section):
+    arch: Literal["gpt2", "llama"] = Field(description="transformers causal-LM family.")
+    n_layer: int = Field(ge=1, le=48, description="Transformer blocks.")
+    n_embd: int = Field(ge=16, le=4096, description="Hidden size (must be divisible by n_head).")
+    n_head: int = Field(ge=1, le=64, description="Attention heads.")
+    context: int = Field(ge=16, le=8192, description="Maximum sequence length (positions).")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelParams:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        return self
+
+
+class ComputeParams(_Section):
+    device: Literal["cpu", "cuda", "auto"] = Field(description="Where models run; auto picks cuda when available.")
+    threads: int = Field(ge=0, le=256, description="torch CPU threads; 0 = all cores. Results are byte-identical only at equal thread counts.")
+
+
+class LoopParams(_Section):
+    seed: int = Field(ge=0, description="One seed per loop; every source of randomness derives from it.")
+    chain: dict[str, int] = Field(description="Generation -> the generation whose model writes its data: {'1': 0, '2': 1, ..., 'G': G-1}. Spelled out because DVC templating cannot compute k-1; its length is the number of generations G.")
+
+    @field_validator("chain", mode="before")
+    @classmethod
+    def _keys_quoted(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+            raise ValueError("loop.chain keys must be quoted, e.g. {'1': 0, '2': 1}: DVC's foreach skips integer keys")
+        return value
+
+    @model_validator(mode="after")
+    def _chain_is_consecutive(self) -> LoopParams:
+        g = len(self.chain)
+        if g > 100:
+            raise ValueError(f"loop.chain has {g} generations; at most 100 are supported")
+        if g < 1 or self.chain != {str(k): k - 1 for k in range(1, g + 1)}:
+            raise ValueError("loop.chain must be {'1': 0, '2': 1, ..., 'G': G-1} with G >= 1 generations")
+        return self
+
+    @property
+    def generations(self) -> int:
+        return len(self.chain)
+
+
+class GenerateParams(_Section):
+    num_samples: int = Field(ge=1, le=1_000_000, description="Synthetic documents sampled per generation.")
+    max_new_tokens: int = Field(ge=1, description="Length cap of each sample in tokens (cut earlier at end-of-text).")
+    temperature: float = Field(gt=0, le=10, description="Sampling temperature.")
+    top_k: int = Field(ge=0, description="Keep the k most likely tokens (0 = off).")
+    top_p: float = Field(gt=0, le=1, description="Nucleus sampling mass (1 = off).")
+    prompt: Literal["bos", "prefix"] = Field(description="bos: start from end-of-text; prefix: the first prompt_tokens tokens of a real training document.")
+    prompt_tokens: int = Field(ge=1, description="Prefix length when prompt = prefix.")
+    batch_size: int = Field(ge=1, le=4096, description="Samples generated at once.")
+
+
+class GradeParams(_Section):
+    steps: list[str] = Field(description=f"Graders in the order they run, each at most once: {', '.join(GRADERS)}. A sample dropped by one grader is not shown to the next.")
+    min_words: int = Field(ge=0, description="filters: drop samples with fewer words.")
+    max_words: int = Field(ge=1, description="filters: drop samples with more words.")
+    max_repetition: float = Field(ge=0, le=1, description="filters: drop samples whose repeated-word-3-gram share exceeds this (1 = off).")
+    max_garbage: float = Field(ge=0, le=1, description="filters: drop samples whose share of characters outside letters, digits, common punctuation and whitespace exceeds this (1 = off).")
+    dedup_threshold: float = Field(gt=0, le=1, description="dedup: drop a sample whose word-shingle Jaccard similarity (MinHash estimate) to an earlier kept sample, of this or an earlier generation, is at least this.")
+    dedup_num_perm: int = Field(ge=16, le=1024, description="dedup: MinHash permutations (more = more exact, slower).")
+    dedup_shingle: int = Field(ge=1, le=32, description="dedup: words per shingle (word n-gram size).")
+    decontam_ngram: int = Field(ge=1, le=64, description="decontaminate: word n-gram size compared with the held-out real test split.")
+    decontam_threshold: float = Field(ge=0, lt=1, description="decontaminate: drop samples whose share of word n-grams found in the test split exceeds this.")
+    self_rule: Literal["none", "threshold", "lowest", "highest", "band"] = Field(description="self: keep rule on each sample's perplexity under the model that wrote it.")
+    self_max_ppl: float = Field(gt=0, description="self threshold: keep samples with perplexity <= this.")
+    self_fraction: float = Field(gt=0, le=1, description="self lowest/highest: keep this share of samples.")
+    self_band_low: float = Field(ge=0, le=1, description="self band: lower perplexity quantile kept.")
+    self_band_high: float = Field(ge=0, le=1, description="self band: upper perplexity quantile kept.")
+    reference_rule: Literal["none", "band"] = Field(description="reference: none (score only) or band: keep samples whose perplexity under the frozen generation-0 model lies within the real audit documents' quantiles reference_low..reference_high.")
+    reference_low: float = Field(ge=0, le=1, description="reference band: lower quantile of the real documents' reference perplexity.")
+    reference_high: float = Field(ge=0, le=1, description="reference band: upper quantile of the real documents' reference perplexity.")
+    verifier_rule: Literal["none", "top", "resample"] = Field(description="verifier: none (score only), top (keep the verifier_fraction most real-like) or resample (keep each sample with probability proportional to its odds p/(1-p), verifier_fraction kept on average; seeded).")
+    verifier_fraction: float = Field(gt=0, le=1, description="verifier top/resample: share of samples kept (resample: in expectation).")
+    verifier_train_size: int = Field(ge=10, le=100_000, description="verifier: real training documents (cut to sample length) and generation-0 samples each, to train the real-vs-synthetic classifier once per loop.")
+    judge_backend: Literal["local", "http"] = Field(description="judge: a local transformers causal LM (judge_model_dir) or an OpenAI-compatible HTTP endpoint (judge_base_url).")
+    judge_mode: Literal["generate", "logits"] = Field(description="judge local: generate a reply and parse SCORE, or logits: the expected digit after 'SCORE:' (always parses).")
+    judge_model_dir: str | None = Field(description="judge local: folder of the judge model (relative to the project), e.g. a transformers model with safetensors weights; 'gen0' = this loop's generation-0 model.")
+    judge_base_url: str | None = Field(description="judge http: base URL of the OpenAI-compatible server (http://host:port or .../v1).")
+    judge_model: str | None = Field(description="judge http: model name sent to the server.")
+    judge_route: Literal["chat", "completions"] = Field(description="judge http: /v1/chat/completions or /v1/completions.")
+    judge_api_key_env: str | None = Field(description="judge http: name of the environment variable holding the API key (null = no key); the key is never logged.")
+    judge_timeout_s: float = Field(gt=0, description="judge http: timeout of one request in seconds.")
+    judge_concurrency: int = Field(ge=1, le=256, description="judge http: requests in flight at once.")
+    judge_retries: int = Field(ge=0, le=20, description="judge http: retries per request (429/5xx/timeouts, with backoff honouring Retry-After).")
+    judge_rule: Literal["threshold", "top"] = Field(description="judge: threshold (keep scores >= judge_min_score) or top (keep the judge_fraction best-scored samples).")
+    judge_min_score: float = Field(ge=1, le=10, description="judge threshold: keep samples the judge scores at least this (1-10).")
+    judge_fraction: float = Field(gt=0, le=1, description="judge top: share of the scored samples kept (ties by order).")
+    judge_unparsed: Literal["keep", "drop"] = Field(description="judge: what happens to a sample whose verdict did not parse or whose request failed.")
+    audit_size: int = Field(ge=0, le=100_000, description="Grader audit: held-out real test documents (cut to sample length, the same ones every generation) that every grader also scores; 0 = no audit. The reference band comes from them too.")
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, steps: list[str]) -> list[str]:
+        for name in steps:
+            if name not in GRADERS:
+                hint = difflib.get_close_matches(name, GRADERS, n=1)
+                did = f"did you mean '{hint[0]}'? " if hint else ""
+                raise ValueError(f"unknown grader '{name}'; {did}choose from {', '.join(GRADERS)}")
+        repeated = sorted({name for name in steps if steps.count(name) > 1})
+        if repeated:
+            raise ValueError(f"grader '{repeated[0]}' is listed twice; each grader runs at most once")
+        return steps
+
+    @field_validator("judge_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> GradeParams:
+        if self.self_band_low >= self.self_band_high:
+            raise ValueError("grade.self_band_low must be below grade.self_band_high")
+        if self.reference_low >= self.reference_high:
+            raise ValueError("grade.reference_low must be below grade.reference_high")
+        if self.min_words > self.max_words:
+            raise ValueError("grade.min_words must not exceed grade.max_words")
+        if "reference" in self.steps and self.reference_rule == "band" and self.audit_size < 10:
+            raise ValueError(f"grade.audit_size = {self.audit_size}: the reference band needs at least 10 real "
+                             "documents; raise grade.audit_size or set grade.reference_rule: none")
+        if "judge" in self.steps:
+            if self.judge_backend == "local" and not self.judge_model_dir:
+                raise ValueError("grade.judge_model_dir is required when grade.judge_backend is local")
+            if self.judge_backend == "http" and not (self.judge_base_url and self.judge_model):
+                raise ValueError("grade.judge_base_url and grade.judge_model are required when grade.judge_backend is http")
+            if self.judge_backend == "http" and self.judge_mode == "logits":
+                raise ValueError("grade.judge_mode = logits needs grade.judge_backend: local; use judge_mode: generate")
+        return self
+
+
+class MixParams(_Section):
+    strategy: Literal["replace", "accumulate", "accumulate_subsample", "fixed_fraction"] = Field(description="How real and synthetic documents form the next training set.")
+    real_fraction: float = Field(ge=0, le=1, description="fixed_fraction: share of real documents (resampled each generation).")
+    train_size: int = Field(ge=1, description="Documents in each training set (accumulate grows past it: real train_size + all kept synthetic).")
+
+
+class TrainParams(_Section):
+    init: Literal["scratch", "continue"] = Field(description="Train each generation from scratch or continue from the previous model.")
+    steps: int = Field(ge=1, description="Optimizer steps per generation (fixed steps, so every strategy sees the same tokens).")
+    batch_size: int = Field(ge=1, description="Sequences per optimizer step.")
+    micro_batch: int = Field(ge=1, description="Sequences per forward/backward pass; gradients accumulate over batch_size / micro_batch passes (memory knob, same result).")
+    block_size: int = Field(ge=8, description="Tokens per training sequence (packed, no padding); at most model.context.")
+    lr: float = Field(gt=0, lt=1, description="Peak AdamW learning rate (linear warmup, cosine decay to lr/10).")
+    warmup_steps: int = Field(ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(ge=0, le=1, description="AdamW weight decay.")
+    precision: Literal["fp32", "bf16"] = Field(description="bf16 autocast (faster on CPUs with bf16 units) or plain fp32.")
+
+
+    @model_validator(mode="after")
+    def _warmup_below_steps(self) -> TrainParams:
+        if self.batch_size % self.micro_batch:
+            raise ValueError(f"train.micro_batch ({self.micro_batch}) must divide train.batch_size ({self.batch_size})")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be below train.steps ({self.steps})")
+        return self
+
+
+class EvaluateParams(_Section):
+    num_samples: int = Field(ge=1, description="Fresh samples drawn each generation for diversity metrics (same count and length every generation).")
+    max_test_tokens: int = Field(ge=64, description="Cap on held-out real test tokens scored for cross-entropy.")
+    keep_samples: int = Field(ge=0, le=100, description="Samples kept as text in each generation's samples.jsonl.")
+
+
+class TrackingParams(_Section):
+    experiment: str = Field(min_length=1, description="MLflow experiment name.")
+    uri: str | None = Field(description="MLflow tracking URI; empty = sqlite store in the project (MLFLOW_TRACKING_URI overrides both).")
+
+
+class Params(_Section):
+    paths: PathsParams
+    data: DataParams
+    tokenizer: TokenizerParams
+    model: ModelParams
+    compute: ComputeParams
+    loop: LoopParams
+    generate: GenerateParams
+    grade: GradeParams
+    mix: MixParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    tracking: TrackingParams
+
+    @model_validator(mode="after")
+    def _fits_context(self) -> Params:
+        if self.train.block_size > self.model.context:
+            raise ValueError(f"train.block_size ({self.train.block_size}) exceeds model.context ({self.model.context})")
+        prompt = 1 + (self.generate.prompt_tokens if self.generate.prompt == "prefix" else 0)  # EOS + prefix
+        if prompt + self.generate.max_new_tokens > self.model.context:
+            raise ValueError(
+                f"generate.max_new_tokens ({self.generate.max_new_tokens}) plus the prompt ({prompt}) "
+                f"exceeds model.context ({self.model.context}); lower it or raise model.context")
+        return self
+
+
+def _loc(err: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+
+
+def _one_line(exc: ValidationError, source: str) -> str:
+    errors = exc.errors()
+    # a typo shows up as an unknown key plus a missing one: name the unknown key (with a hint)
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    key = _loc(err)
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if err["type"] == "extra_forbidden":
+        section = _section_model(key)
+        known = list(section.model_fields) if section else list(Params.model_fields)
+        hint = difflib.get_close_matches(key.split(".")[-1], known, n=1)
+        did = f"; did you mean '{'.'.join(key.split('.')[:-1] + [hint[0]])}'?" if hint else ""
+        return f"{source}: unknown key '{key}'{did}{more}"
+    if err["type"] == "missing":
+        return f"{source}: missing key '{key}'; add it (see params.yaml for every key){more}"
+    if err["type"] == "literal_error":
+        return f"{source}: {key} = {err['input']!r} is not allowed; {err['ctx']['expected']}{more}"
+    msg = err["msg"].removeprefix("Value error, ")
+    where = f"{key} = {err['input']!r}: " if key and not isinstance(err["input"], dict) else ""
+    return f"{source}: {where}{msg}{more}"
+
+
+def _section_model(dotted: str) -> type[BaseModel] | None:
+    head = dotted.split(".")[0]
+    field = Params.model_fields.get(head)
+    return field.annotation if field and "." in dotted else None  # type: ignore[return-value]
+
+
+def parse_params(raw: Any, source: str = "params") -> Params:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (paths, data, ...), got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, source)) from None
+
+
+def read_yaml(path: Path, missing: str) -> Any:
+    """A YAML file's content; a missing or unparsable file is one ConfigError line."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: {missing}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def load_params(path: str | Path) -> Params:
+    path = Path(path)
+    raw = read_yaml(path, "params file not found; run from the project root or pass --params")
+    return parse_params(raw, str(path))
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """Flat dotted keys -> values, as logged to MLflow and overridden by `dvc exp run -S`."""
+    out: dict[str, Any] = {}
+    for section, values in params.model_dump().items():
+        for key, value in values.items():
+            out[f"{section}.{key}"] = value
+    return out

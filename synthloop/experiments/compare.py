@@ -1,0 +1,225 @@
+"""`synthloop report`: a sweep's summary.csv -> report.md and plots (arms side by side).
+
+Each metric is drawn against generation, one line per arm (the mean over seeds)
+with a band of +-1 standard deviation; a second figure shows the change since
+generation 0; a third, Shumailov's figure, the samples' perplexity under the
+frozen generation-0 model at the first and last generation of each arm.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .. import io, plots
+from ..io import DataError
+
+# (column, what it is, which way is good)
+METRICS = [
+    ("test_ce", "real test cross-entropy (nats)", "lower"),
+    ("test_entropy", "next-token entropy on real test", "closer to gen 0"),
+    ("distinct_2", "distinct bigrams of samples", "higher"),
+    ("self_bleu", "self-BLEU-4 of samples", "lower"),
+    ("unigram_js", "unigram JS to real test", "lower"),
+    ("rare_coverage", "rare real word types in samples", "higher"),
+    ("ref_ppl_p50", "median sample ppl under gen-0 model", "closer to gen 0"),
+    ("ref_ppl_p90", "p90 sample ppl under gen-0 model", "closer to gen 0"),
+    ("zipf_slope", "Zipf slope of samples", "closer to gen 0"),
+    ("top_name_share", "share of the top character name", "closer to gen 0"),
+    ("name_tv", "name distribution TV to real", "lower"),
+    ("pronoun_tv", "he/she/they TV to real", "lower"),
+]
+# the one-glance figure: (column, title); real-data fit first, then diversity and tails
+HEADLINE = [("test_ce_delta", "Δ real test cross-entropy (nats)"), ("distinct_2", "distinct-2 of samples"),
+            ("rare_coverage", "rare real word types in samples")]
+TABLE = ["test_ce", "distinct_2", "self_bleu", "unigram_js", "rare_coverage", "ref_ppl_p50", "name_tv"]
+
+
+def load(summary: Path) -> pd.DataFrame:
+    if not summary.is_file():
+        raise DataError(f"{summary}: no such summary; run `synthloop sweep` (or `synthloop run`) first")
+    df = pd.read_csv(summary)
+    if "generation" not in df.columns:
+        raise DataError(f"{summary}: not a synthloop summary (no 'generation' column)")
+    if "arm" not in df.columns:  # a single loop's reports/summary.csv
+        df["arm"], df["seed"], df["run"] = "loop", 0, "loop"
+    return df
+
+
+def _save(fig, out: Path) -> None:
+    plots.save_png(fig, out, dpi=90)
+
+
+def with_deltas(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Adds <metric>_delta: the change since the same run's generation 0."""
+    base = df[df["generation"] == 0].set_index("run")[metrics]
+    out = df.copy()
+    for m in metrics:
+        out[f"{m}_delta"] = out[m] - out["run"].map(base[m])
+    return out
+
+
+def curves(df: pd.DataFrame, metrics: list[str], out: Path, title: str, delta: bool = False) -> None:
+    plt = plots.pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    cols = 4
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), constrained_layout=True, squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, metric in zip(axes.flat, metrics):
+        column = f"{metric}_delta" if delta else metric
+        for i, (arm, g) in enumerate(df.groupby("arm", sort=False)):
+            stats = g.groupby("generation")[column].agg(["mean", "std"]).fillna(0.0)
+            x = stats.index.to_numpy()
+            ax.plot(x, stats["mean"], marker="o", ms=3, color=colors(i % 10), label=arm)
+            ax.fill_between(x, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                            color=colors(i % 10), alpha=0.15, lw=0)
+        if delta:
+            ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(f"{'Δ ' if delta else ''}{metric}", fontsize=10)
+        ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=9)
+    fig.suptitle(title)
+    _save(fig, out)
+    plt.close(fig)
+
+
+def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
+    """The report's one-glance figure: HEADLINE's panels side by side, one line per arm.
+
+    An arm whose curve would squash the others' (its largest |value| more than 4x the
+    median arm's) is drawn off the scale, with its final value written at the edge."""
+    panels = [(c, t) for c, t in HEADLINE if c in df.columns]
+    if not panels:
+        return False
+    plt = plots.pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), constrained_layout=True,
+                             squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (column, label) in zip(axes.flat, panels):
+        means = {arm: g.groupby("generation")[column].mean() for arm, g in df.groupby("arm", sort=False)}
+        spans = {arm: float(m.abs().max()) for arm, m in means.items()}
+        typical = float(pd.Series(spans).median())
+        wild = {arm for arm, v in spans.items() if typical > 0 and v > 4 * typical}
+        for i, (arm, m) in enumerate(means.items()):
+            ax.plot(m.index, m.to_numpy(), marker="o", ms=3, color=colors(i % 10), label=arm)
+        tame = [m for arm, m in means.items() if arm not in wild]
+        if wild and tame:
+            low = min(float(m.min()) for m in tame)
+            high = max(float(m.max()) for m in tame)
+            pad = 0.1 * (high - low or 1.0)
+            ax.set_ylim(low - pad, high + 3 * pad)
+            for n, arm in enumerate(sorted(wild)):
+                ax.annotate(f"{arm} off scale: {means[arm].iloc[-1]:+.3g} at gen {means[arm].index[-1]}",
+                            xy=(0.02, 0.97 - 0.07 * n), xycoords="axes fraction", va="top", fontsize=8)
+        if column.endswith("_delta"):
+            ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=9)
+    fig.suptitle(f"{title} (mean over seeds)")
+    _save(fig, out)
+    plt.close(fig)
+    return True
+
+
+def ref_histograms(df: pd.DataFrame, root: Path, out: Path) -> bool:
+    """Per arm: the mean histogram over seeds at every generation. False when the runs' files are gone."""
+    if "run_dir" not in df.columns:
+        return False
+    plt = plots.pyplot()
+    arms = list(dict.fromkeys(df["arm"]))
+    last = int(df["generation"].max())
+    cols = min(4, len(arms))
+    rows = -(-len(arms) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), constrained_layout=True,
+                             squeeze=False, sharex=True)
+    cmap = plt.get_cmap("viridis")
+    for ax, arm in zip(axes.flat, arms):
+        dirs = df[df["arm"] == arm]["run_dir"].unique()
+        for k in range(last + 1):
+            hists = [root / d / "gens" / str(k) / "ref_ppl_hist.json" for d in dirs]
+            hists = [json.loads(h.read_text()) for h in hists if h.is_file()]
+            if not hists:
+                continue
+            shares = [[c / max(1, sum(h["counts"])) for c in h["counts"]] for h in hists]
+            mean = [sum(col) / len(col) for col in zip(*shares)]
+            ax.stairs(mean, hists[0]["edges"], color=cmap(k / max(1, last)), label=f"gen {k}")
+        ax.set_xscale("log")
+        ax.set_title(arm, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(arms):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel("perplexity of a sample under the generation-0 model (log)")
+    fig.supylabel("share of samples")
+    _save(fig, out)
+    plt.close(fig)
+    return True
+
+
+def final_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Per arm at the last generation: mean ± std over seeds of each metric and of its delta vs gen 0."""
+    last = int(df["generation"].max())
+    final = df[df["generation"] == last]
+    rows = []
+    for arm, g in final.groupby("arm", sort=False):
+        row = {"arm": arm, "seeds": g["seed"].nunique()}
+        for m in metrics:
+            row[m] = _pm(g[m])
+            row[f"Δ{m}"] = _pm(g[f"{m}_delta"], signed=True)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pm(values: pd.Series, signed: bool = False) -> str:
+    mean, std = values.mean(), values.std() if len(values) > 1 else 0.0
+    fmt = "+.3g" if signed else ".3g"
+    return f"{mean:{fmt}} ± {std:.2g}"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_report(summary: Path, out: Path, title: str = "synthloop report", root: Path | None = None) -> Path:
+    """report.md + headline.png, metrics.png, delta.png, ref_ppl_hist.png in `out`; returns report.md's path."""
+    root = root or Path.cwd()
+    df = load(summary)
+    metrics = [m for m, _, _ in METRICS if m in df.columns]
+    df = with_deltas(df, metrics)
+    last = int(df["generation"].max())
+    curves(df, metrics, out / "metrics.png", f"{title}: metrics by generation (mean ± 1 sd over seeds)")
+    curves(df, metrics, out / "delta.png", f"{title}: change since generation 0", delta=True)
+    hist = ref_histograms(df, root, out / "ref_ppl_hist.png")
+    head = headline(df, out / "headline.png", title)
+    seeds = df.groupby("arm")["seed"].nunique()
+    text = [f"# {title}", "",
+            f"{df['arm'].nunique()} arms x {int(seeds.max())} seeds, generations 0-{last}; source `{summary}`.", "",
+            *(["![headline](headline.png)", ""] if head else []),
+            f"## Generation {last} (mean ± sd over seeds; Δ = change since generation 0)", "",
+            markdown_table(final_table(df, [m for m in TABLE if m in metrics])), "",
+            "## Metrics by generation", "", "![metrics](metrics.png)", "",
+            "## Change since generation 0", "", "![delta](delta.png)", ""]
+    if hist:
+        text += ["## Tails: sample perplexity under the generation-0 model", "", "![ref_ppl_hist](ref_ppl_hist.png)", ""]
+    text += ["## Metrics", ""] + [f"- `{m}`: {what} ({good} is better)" for m, what, good in METRICS if m in metrics]
+    report = out / "report.md"
+    io.write_text(report, "\n".join(text) + "\n")
+    return report

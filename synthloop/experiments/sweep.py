@@ -1,0 +1,176 @@
+"""Sweeps: many loops (arms x seeds) from one spec, sharing what they can.
+
+A spec names a base params file, overrides for every arm (`set`), the arms
+(each a dict of dotted-key overrides) and the seeds. Every run gets its own
+folder with its exact params.yaml, gens/ and reports/; all runs share one
+prepared data folder, and runs whose generation 0 cannot differ (same seed,
+same model and training settings; only strategy, grading or sampling knobs
+differ) share generation 0 through hard links instead of retraining it.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .. import io
+from ..config import ConfigError, Params, flatten, parse_params, read_yaml
+from ..keys import params_hash
+from ..layout import Layout
+from ..ledger import Ledger
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$"
+# knobs that cannot change generation 0 (it trains on real data and samples at T=1)
+NOT_GEN0 = ("paths.", "tracking.", "loop.chain", "grade.", "mix.strategy", "mix.real_fraction",
+            "generate.temperature", "generate.top_k", "generate.top_p", "generate.num_samples",
+            "generate.prompt", "train.init")
+# knob columns every sweep summary carries, whatever the grid
+KNOBS = ("mix.strategy", "mix.real_fraction", "generate.temperature", "generate.top_k", "generate.top_p",
+         "generate.num_samples", "grade.self_rule", "grade.self_fraction", "train.init", "train.steps")
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=NAME, description="Sweep name: its folder under `out` and its MLflow run.")
+    params: str = Field(default="params.yaml", description="Base params file, relative to the project.")
+    out: str = Field(default="sweeps", description="Folder (relative to the project) for sweep results.")
+    seeds: list[int] = Field(min_length=1, description="loop.seed of each replica.")
+    set: dict[str, Any] = Field(default_factory=dict, description="Dotted-key overrides for every arm.")
+    arms: dict[str, dict[str, Any]] = Field(min_length=1, description="Arm name -> dotted-key overrides.")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    arm: str
+    seed: int
+    raw: dict[str, Any]
+    params: Params
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}-s{self.seed}"
+
+    @property
+    def params_file(self) -> Path:
+        return self.folder / "params.yaml"
+
+
+def load_spec(path: Path) -> SweepSpec:
+    raw = read_yaml(path, "sweep file not found; see sweeps/anchor.yaml for the format")
+    return parse_spec(raw, str(path))
+
+
+def parse_spec(raw: Any, source: str) -> SweepSpec:
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(map(str, err["loc"]))
+        raise ConfigError(f"{source}: {key}: {err['msg']}") from None
+    bad = [a for a in spec.arms if not __import__("re").match(NAME, a)]
+    if bad:
+        raise ConfigError(f"{source}: arm name '{bad[0]}' may hold only letters, digits and _ . = -")
+    return spec
+
+
+def grid_spec(name: str, params: str, grid: dict[str, list[Any]], seeds: list[int], out: str = "sweeps") -> SweepSpec:
+    """A spec for the cartesian product of `grid` (dotted key -> values), e.g. from CLI flags."""
+    keys = list(grid)
+    arms = {}
+    for values in itertools.product(*(grid[k] for k in keys)):
+        label = "_".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values)) or "base"
+        arms[label] = dict(zip(keys, values))
+    return parse_spec({"name": name, "params": params, "out": out, "seeds": seeds, "arms": arms}, "sweep flags")
+
+
+def override(raw: dict[str, Any], changes: dict[str, Any], source: str) -> dict[str, Any]:
+    """raw params with dotted-key changes applied; unknown keys fail with a hint."""
+    out = copy.deepcopy(raw)
+    for dotted, value in changes.items():
+        section, _, key = dotted.partition(".")
+        if section not in out or not isinstance(out[section], dict) or key not in out[section]:
+            import difflib
+
+            known = [f"{s}.{k}" for s, body in raw.items() if isinstance(body, dict) for k in body]
+            hint = difflib.get_close_matches(dotted, known, n=1)
+            raise ConfigError(f"{source}: unknown key '{dotted}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
+        out[section][key] = value
+    return out
+
+
+def plan(spec: SweepSpec, root: Path) -> list[SweepRun]:
+    base_file = root / spec.params
+    base = read_yaml(base_file, "params file not found; run from the project root or pass --params")
+    parse_params(base, str(base_file))  # a clear error for a bad base file
+    home = Path(spec.out) / spec.name
+    runs = []
+    for seed in spec.seeds:  # seed-major: a cut-short sweep still has whole replicas of every arm
+        for arm, changes in spec.arms.items():
+            source = f"sweep {spec.name}, arm {arm}"
+            raw = override(override(base, spec.set, f"sweep {spec.name}, set"), changes, source)
+            raw["loop"]["seed"] = seed
+            data_key = params_hash(parse_params(raw, source), sections=("data", "tokenizer"))
+            folder = home / "runs" / f"{arm}-s{seed}"
+            raw["paths"] = {"data": str(home / f"data-{data_key[:8]}"), "gens": str(folder / "gens"),
+                            "reports": str(folder / "reports")}
+            runs.append(SweepRun(arm, seed, raw, parse_params(raw, source), root / folder))
+    return runs
+
+
+def write_params(run: SweepRun) -> None:
+    text = f"# sweep run {run.name}: generated by `synthloop sweep`; edit the sweep file instead\n"
+    text += yaml.safe_dump(run.raw, sort_keys=False)
+    if not run.params_file.is_file() or run.params_file.read_text(encoding="utf-8") != text:
+        io.write_text(run.params_file, text)
+
+
+def share_finished(run: SweepRun, done: list[SweepRun], root: Path) -> list[str]:
+    """Mark in the run's ledger what another run already made for it: prepare and generation 0."""
+    lay, book = Layout.of(run.params, root), Ledger.of(run.params, root)
+    shared = []
+    if lay.prepare_stats.is_file() and not book.finished:
+        book.record("prepare", None)
+        shared.append("prepare")
+    key = params_hash(run.params, drop=NOT_GEN0)
+    donor = next((d for d in done if params_hash(d.params, drop=NOT_GEN0) == key
+                  and Ledger.of(d.params, root).done("evaluate", 0)), None)
+    if donor and book.finished == ["prepare"]:
+        src, dst = Layout.of(donor.params, root).gen(0), lay.gen(0)
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst, copy_function=os.link)  # hard links: no copy, no retraining
+        for name in ("mix", "train", "evaluate"):
+            book.record(name, 0)
+        shared.append(f"generation 0 (from {donor.name})")
+    return shared
+
+
+def summary_rows(spec: SweepSpec, runs: list[SweepRun], root: Path) -> list[dict[str, Any]]:
+    """One row per (run, generation) of every finished run: identity, knobs, then metrics."""
+    from ..stages.report import read_summary
+
+    changed = sorted({k for a in spec.arms.values() for k in a} | set(spec.set))
+    rows = []
+    for run in runs:
+        summary = Layout.of(run.params, root).summary
+        if not summary.is_file():
+            continue
+        flat = flatten(run.params)
+        ident = {"sweep": spec.name, "run": run.name, "arm": run.arm, "seed": run.seed,
+                 "run_dir": os.path.relpath(run.folder, root)}
+        knobs = {k: flat[k] for k in (*KNOBS, *[c for c in changed if c not in KNOBS])}
+        rows += [{**ident, **knobs, **r} for r in read_summary(summary)]
+    return rows
+
+
+def write_summary(rows: list[dict[str, Any]], path: Path) -> None:
+    if rows:  # columns: every key of every row (runs may differ, e.g. graders on or off)
+        io.write_csv(path, rows)

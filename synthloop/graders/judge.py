@@ -1,0 +1,110 @@
+"""An LLM judge grader: the rubric's 1-10 score of each sample, resumable shard by shard.
+
+The prompt and parser live in judge_prompt.py; the backends are a local transformers
+model (judge_local.py) or an OpenAI-compatible server through the one HTTP client
+(synthloop/backends/http.py). grade.judge_* are validated in config.py only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import cached_property
+from typing import Protocol
+
+from .. import io
+from ..backends.http import OpenAIClient, Reply, api_key
+from ..config import GradeParams
+from ..shards import score_in_shards
+from . import rules
+from .base import Grader, graded
+from .judge_prompt import REPLY_CHARS, RUBRIC_VERSION, Verdict, build_messages, build_prompt, verdict
+from .rules import Rule
+
+JUDGE_SHARD = 32  # samples per resumable shard of judge verdicts
+GEN0 = "gen0"     # grade.judge_model_dir: this loop's generation-0 model
+MAX_TOKENS = 128  # reply length asked of an HTTP judge
+
+
+class Judge(Protocol):
+    def judge(self, texts: list[str]) -> list[Verdict]: ...
+
+
+class HttpJudge:
+    """The rubric sent to an OpenAI-compatible endpoint, one request per sample."""
+
+    def __init__(self, client: OpenAIClient):
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"HttpJudge({self.client!r})"
+
+    def _body(self, text: str) -> dict:
+        body = {"temperature": 0, "max_tokens": MAX_TOKENS}
+        if self.client.route == "chat":
+            return {**body, "messages": build_messages(text)}
+        return {**body, "prompt": build_prompt(text)}
+
+    def _verdict(self, text: str, reply: Reply) -> Verdict:
+        if reply.status == "error":
+            return Verdict(None, "error", reply.detail)
+        if reply.status == "malformed":
+            return Verdict(None, "unparsed", reply.detail[:REPLY_CHARS])
+        answer = reply.text
+        if self.client.route == "completions" and answer.startswith(build_prompt(text)):
+            answer = answer[len(build_prompt(text)):]  # a server that echoes the prompt: keep the reply only
+        return verdict(answer)
+
+    def judge(self, texts: list[str]) -> list[Verdict]:
+        replies = self.client.complete([self._body(t) for t in texts])
+        return [self._verdict(t, r) for t, r in zip(texts, replies)]
+
+
+def make_judge(cfg: GradeParams, model_dir: str | None, device: str) -> Judge:
+    """The judge of validated grade.judge_* params."""
+    if cfg.judge_backend == "local":
+        from pathlib import Path
+
+        from .judge_local import LocalJudge
+
+        return LocalJudge(Path(model_dir), cfg.judge_mode, device)
+    key = api_key(cfg.judge_api_key_env, "grade.judge_api_key_env")
+    return HttpJudge(OpenAIClient(cfg.judge_base_url, cfg.judge_model, cfg.judge_route, key, cfg.judge_timeout_s,
+                                  cfg.judge_concurrency, cfg.judge_retries, what="judge endpoint",
+                                  url_key="grade.judge_base_url"))
+
+
+class JudgeGrader(Grader):
+    """An LLM judge's 1-10 score; kept by grade.judge_rule (threshold, or the best fraction)."""
+    name, audit_key = "judge", "judge_score"
+
+    @cached_property
+    def _judge(self) -> tuple[Judge, str]:
+        """The judge, and what decides a verdict besides the text (cached shards are reused only
+        when it matches; for a local model its weights too: a retrained gen-0 model is another judge)."""
+        c, root = self.cfg, self.env.lay.root
+        folder = self.env.lay.model(0) if c.judge_model_dir == GEN0 else root / (c.judge_model_dir or "")
+        model_dir = str(folder.resolve()) if c.judge_model_dir else None
+        digest = io.weights_md5(folder) if c.judge_model_dir else None
+        settings = "|".join(map(str, (RUBRIC_VERSION, c.judge_backend, c.judge_mode, model_dir, digest,
+                                      c.judge_base_url, c.judge_model, c.judge_route)))
+        return make_judge(c, model_dir, self.env.p.compute.device), settings
+
+    def verdicts(self, texts: list[str], part: str) -> list[dict]:
+        judge, settings = self._judge
+        return score_in_shards(texts, lambda chunk: [asdict(v) for v in judge.judge(chunk)],
+                               self.env.lay.judge_shards(self.env.k) / part, JUDGE_SHARD,
+                               f"gen {self.env.k}: judge {part}", settings)
+
+    def fit(self, scores: list[float | None]) -> Rule:
+        c = self.cfg
+        cut = rules.rank_cut(scores, c.judge_fraction, highest=True) if c.judge_rule == "top" else c.judge_min_score
+        return Rule(low=cut, below="judge_low", unscored=None if c.judge_unparsed == "keep" else "judge_unparsed")
+
+    def grade(self, texts):
+        verdicts = self.verdicts(texts, "samples")
+        scores = [v["score"] for v in verdicts]
+        counts = {f"judge_{s}": float(sum(v["status"] == s for v in verdicts)) for s in ("ok", "unparsed", "error")}
+        return graded({"judge_score": scores}, "judge_score", self.fit(scores), **counts)
+
+    def score(self, texts):
+        return [v["score"] for v in self.verdicts(texts, "audit")]

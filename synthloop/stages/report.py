@@ -1,0 +1,92 @@
+"""report: one summary row per generation (reports/summary.csv) and the plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import io
+from ..plots import pyplot, save_png
+from ..layout import Layout
+from .context import StageContext
+
+# graders with an audit (grade.json `audit_<grader>_*`); the columns of a grader that is off stay empty
+AUDITED = ("filters", "self", "reference", "verifier", "judge")
+GRADER_COLUMNS = ["dedup_dropped", "decontaminate_dropped",
+                  *[f"audit_{g}_{m}" for g in AUDITED for m in ("auc", "real_keep")]]
+COLUMNS = ["generation", "test_ce", "test_ppl", "test_entropy", "distinct_1", "distinct_2", "distinct_3",
+           "ttr", "self_bleu", "unigram_kl", "unigram_js", "rare_coverage", "rare_coverage_real", "zipf_slope",
+           "ref_ppl_mean", "ref_ppl_p10", "ref_ppl_p50", "ref_ppl_p90", "top_name_share", "name_tv",
+           "pronoun_tv", "she_share", "n_train", "synthetic_share", "synthetic_word_share", "n_generated", "n_kept", "kept_share",
+           "sample_words_mean", "empty_share", *GRADER_COLUMNS]
+PLOTTED = ["test_ppl", "distinct_2", "self_bleu", "unigram_kl", "rare_coverage", "ref_ppl_p50",
+           "top_name_share", "synthetic_share"]
+
+
+def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
+    rows = []
+    for k in range(generations + 1):
+        row: dict[str, float] = {"generation": k, "n_generated": 0, "n_kept": 0, "kept_share": 1.0}
+        row.update(io.read_json(lay.metrics(k)))
+        row.update(io.read_json(lay.mix_stats(k)))
+        if k > 0:
+            row.update(io.read_json(lay.grade_stats(k)))
+            row["n_generated"] = row["n_graded"]
+        rows.append({c: row.get(c, "") if c in GRADER_COLUMNS else row[c] for c in COLUMNS})
+    return rows
+
+
+def read_summary(path: Path) -> list[dict[str, str]]:
+    return io.read_csv(path)
+
+
+def write_summary(path: Path, rows: list[dict[str, float]]) -> None:
+    io.write_csv(path, [{c: f"{v:.6g}" if isinstance(v, float) else v for c, v in row.items()} for row in rows],
+                 COLUMNS)
+
+
+def plot(rows: list[dict[str, float]], out: Path, title: str) -> None:
+    plt = pyplot()
+    gens = [r["generation"] for r in rows]
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.5), constrained_layout=True)
+    for ax, key in zip(axes.flat, PLOTTED):
+        ax.plot(gens, [r[key] for r in rows], marker="o")
+        if key == "rare_coverage":
+            ax.plot(gens, [r["rare_coverage_real"] for r in rows], ls="--", color="grey", label="real text, same size")
+            ax.legend(fontsize=8)
+        ax.set_title(key)
+        ax.set_xlabel("generation")
+        ax.set_xticks(gens)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    save_png(fig, out)
+    plt.close(fig)
+
+
+def plot_ref_hist(lay: Layout, generations: int, out: Path) -> None:
+    """Shumailov's figure: the samples' perplexity under the frozen gen-0 model, by generation."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    cmap = plt.get_cmap("viridis")
+    for k in range(generations + 1):
+        hist = io.read_json(lay.ref_hist(k))
+        edges, counts = hist["edges"], hist["counts"]
+        total = max(1, sum(counts))
+        ax.stairs([c / total for c in counts], edges, color=cmap(k / max(1, generations)), label=f"gen {k}")
+    ax.set_xscale("log")
+    ax.set_xlabel("perplexity of a sample under the generation-0 model")
+    ax.set_ylabel("share of samples")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    save_png(fig, out)
+    plt.close(fig)
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    p, lay = ctx.params, ctx.layout
+    rows = summary_rows(lay, p.loop.generations)
+    write_summary(lay.summary, rows)
+    plot(rows, lay.plot, f"synthloop: {p.mix.strategy}, {p.loop.generations} generations, seed {p.loop.seed}")
+    plot_ref_hist(lay, p.loop.generations, lay.ref_hist_plot)
+    first, last = rows[0], rows[-1]
+    return {"final_test_ppl": last["test_ppl"], "delta_test_ce": last["test_ce"] - first["test_ce"],
+            "delta_distinct_2": last["distinct_2"] - first["distinct_2"]}
