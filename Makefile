@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install run test test-fast repro clean
+.PHONY: install run test test-fast lint dvc-yaml repro clean
 
 install: $(STAMP)
 
@@ -27,6 +27,13 @@ test: install         ## unit + integration + end-to-end (dvc repro on the tiny 
 
 test-fast: install    ## skip the slow end-to-end tests
 	$(PY) -m pytest -q -m "not slow"
+
+lint: install         ## ruff check and ruff format --check (pyproject.toml's [tool.ruff])
+	$(VENV)/bin/ruff check synthloop flows tests bench
+	$(VENV)/bin/ruff format --check synthloop flows tests bench
+
+dvc-yaml: install     ## write dvc.yaml from the stage table (synthloop/stages/table.py)
+	synthloop dvc-yaml
 
 clean:                ## remove run outputs (the DVC cache keeps them)
 	rm -rf data gens reports .prefect

@@ -25,6 +25,6 @@ def non_embedding_params(model: torch.nn.Module) -> int:
 
 
 SIZES = {  # name: (n_layer, n_embd, n_head)
-    "small": (2, 128, 4),   # the default profile
+    "small": (2, 128, 4),  # the default profile
     "medium": (4, 256, 4),  # STACK-NOTES' reference size
 }

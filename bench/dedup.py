@@ -74,12 +74,18 @@ def main() -> None:
     caught = sum(reasons[i] is not None for i in new_copies)
     false = sum(r is not None for i, r in enumerate(reasons) if i not in new_copies)
     n_plain = len(reasons) - len(new_copies)
-    print(f"dedup: {len(docs)} documents ({half} earlier + {len(reasons)} new) in {seconds:.1f}s "
-          f"({len(docs) / seconds:,.0f} docs/s)")
-    print(f"dropped {sum(r is not None for r in reasons)}: planted caught {caught}/{len(new_copies)}, "
-          f"unplanted dropped {false}/{n_plain}")
-    print(f"RESULT dedup_100k_s={seconds * 100_000 / len(docs):.1f} recall={caught / max(1, len(new_copies)):.3f} "
-          f"false_drop={false / max(1, n_plain):.4f}")
+    print(
+        f"dedup: {len(docs)} documents ({half} earlier + {len(reasons)} new) in {seconds:.1f}s "
+        f"({len(docs) / seconds:,.0f} docs/s)"
+    )
+    print(
+        f"dropped {sum(r is not None for r in reasons)}: planted caught {caught}/{len(new_copies)}, "
+        f"unplanted dropped {false}/{n_plain}"
+    )
+    print(
+        f"RESULT dedup_100k_s={seconds * 100_000 / len(docs):.1f} recall={caught / max(1, len(new_copies)):.3f} "
+        f"false_drop={false / max(1, n_plain):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ BIN = Path(sys.executable).parent
 
 
 def fresh_copy(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     project = dest / "project"
     for rel in files:
         if (ROOT / rel).is_file():

@@ -42,8 +42,13 @@ def tokens_per_s(fn, batch: torch.Tensor, new: int, repeats: int) -> float:
 def step_matmul_seconds(n_layer: int, d: int, vocab: int, b: int, seconds: float = 1.0) -> float:
     """Seconds per decode step of just the matmuls the step must do, at its shapes (batch b)."""
     x, h = torch.randn(b, d), torch.randn(b, 4 * d)
-    qkv, out, up, down, head = (torch.randn(d, 3 * d), torch.randn(d, d), torch.randn(d, 4 * d),
-                                torch.randn(4 * d, d), torch.randn(d, vocab))
+    qkv, out, up, down, head = (
+        torch.randn(d, 3 * d),
+        torch.randn(d, d),
+        torch.randn(d, 4 * d),
+        torch.randn(4 * d, d),
+        torch.randn(d, vocab),
+    )
 
     def step() -> None:
         for _ in range(n_layer):
@@ -69,16 +74,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     n_layer, n_embd, n_head = SIZES[args.size]
     eos = 1  # random weights rarely emit it: rows run (nearly) the full length in both samplers
-    model = build_model(ModelParams(arch="gpt2", n_layer=n_layer, n_embd=n_embd, n_head=n_head, context=256),
-                        vocab_size=4096, eos=eos, seed=0).eval()
-    cfg = GenerateParams(num_samples=1, max_new_tokens=args.new_tokens, temperature=1.0, top_k=0, top_p=1.0,
-                         prompt="bos", prompt_tokens=1, batch_size=256)
+    model = build_model(
+        ModelParams(arch="gpt2", n_layer=n_layer, n_embd=n_embd, n_head=n_head, context=256),
+        vocab_size=4096,
+        eos=eos,
+        seed=0,
+    ).eval()
+    cfg = GenerateParams(
+        num_samples=1,
+        max_new_tokens=args.new_tokens,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        prompt="bos",
+        prompt_tokens=1,
+        batch_size=256,
+    )
     ours = forward_factory(model, cfg)
     gen = torch.Generator().manual_seed(0)
     peak = matmul_flops()
     params = non_embedding_params(model)
-    print(f"model {args.size}: {n_layer} layers, d={n_embd}, {params/1e6:.2f}M non-embedding params; "
-          f"fp32 matmul {peak/1e9:.0f} GFLOP/s; {args.threads} threads; {args.new_tokens} new tokens")
+    print(
+        f"model {args.size}: {n_layer} layers, d={n_embd}, {params / 1e6:.2f}M non-embedding params; "
+        f"fp32 matmul {peak / 1e9:.0f} GFLOP/s; {args.threads} threads; {args.new_tokens} new tokens"
+    )
     vocab = model.config.vocab_size
     print(f"{'batch':>6} {'HF tok/s':>10} {'ours tok/s':>11} {'speedup':>8} {'roofline':>9} {'+head':>7} {'vs mm':>7}")
     result = {}
@@ -93,8 +112,10 @@ def main() -> None:
         print(f"{b:>6} {hf:>10.0f} {us:>11.0f} {us / hf:>7.2f}x {frac:>9.1%} {with_head:>7.1%} {vs_mm:>7.1%}")
         result[b] = (us / hf, frac, with_head, vs_mm)
     speed, frac, with_head, vs_mm = result.get(64, next(iter(result.values())))
-    print(f"RESULT speedup_vs_hf={speed:.2f} roofline_fraction={frac:.3f} "
-          f"roofline_fraction_with_head={with_head:.3f} step_matmul_fraction={vs_mm:.3f}")
+    print(
+        f"RESULT speedup_vs_hf={speed:.2f} roofline_fraction={frac:.3f} "
+        f"roofline_fraction_with_head={with_head:.3f} step_matmul_fraction={vs_mm:.3f}"
+    )
 
 
 if __name__ == "__main__":

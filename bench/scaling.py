@@ -47,24 +47,46 @@ def main() -> None:
     mcfg = ModelParams(arch="gpt2", n_layer=2, n_embd=128, n_head=4, context=256)
     model = lm.build_model(mcfg, tok.get_vocab_size(), eos, seed=0).eval()
     stream = lm.pack(tok, docs[:600])
-    gcfg = GenerateParams(num_samples=1, max_new_tokens=128, temperature=1.0, top_k=0, top_p=1.0,
-                          prompt="bos", prompt_tokens=1, batch_size=128)
+    gcfg = GenerateParams(
+        num_samples=1,
+        max_new_tokens=128,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        prompt="bos",
+        prompt_tokens=1,
+        batch_size=128,
+    )
     print(f"{'x':>3} {'sample s':>9} {'train s':>8} {'pack s':>7} {'pool docs':>10}")
     rows = {}
     for x in (1, 2, 4):
         n = args.samples * x
-        s = timed(lambda: sample(model, [[eos]] * n, gcfg, eos, 0, torch.device("cpu")))
-        tcfg = TrainParams(init="scratch", steps=args.steps * x, batch_size=32, micro_batch=32, block_size=128,
-                           lr=3e-3, warmup_steps=1, weight_decay=0.1, precision="fp32")
-        t = timed(lambda: train(lm.build_model(mcfg, tok.get_vocab_size(), eos, 0), stream, tcfg, 0,
-                                torch.device("cpu")))
+        s = timed(lambda n=n: sample(model, [[eos]] * n, gcfg, eos, 0, torch.device("cpu")))
+        tcfg = TrainParams(
+            init="scratch",
+            steps=args.steps * x,
+            batch_size=32,
+            micro_batch=32,
+            block_size=128,
+            lr=3e-3,
+            warmup_steps=1,
+            weight_decay=0.1,
+            precision="fp32",
+        )
+        t = timed(
+            lambda tcfg=tcfg: train(
+                lm.build_model(mcfg, tok.get_vocab_size(), eos, 0), stream, tcfg, 0, torch.device("cpu")
+            )
+        )
         pool = docs[: 600 * x]
-        p = timed(lambda: lm.pack(tok, pool))
+        p = timed(lambda pool=pool: lm.pack(tok, pool))
         rows[x] = (s, t, p, len(pool))
         print(f"{x:>3} {s:>9.2f} {t:>8.2f} {p:>7.2f} {len(pool):>10}")
-    print(f"RESULT sample_linearity={rows[4][0] / (4 * rows[1][0]):.2f} "
-          f"train_linearity={rows[4][1] / (4 * rows[1][1]):.2f} "
-          f"pack_s_per_1k_docs={rows[4][2] / rows[4][3] * 1000:.3f}")
+    print(
+        f"RESULT sample_linearity={rows[4][0] / (4 * rows[1][0]):.2f} "
+        f"train_linearity={rows[4][1] / (4 * rows[1][1]):.2f} "
+        f"pack_s_per_1k_docs={rows[4][2] / rows[4][3] * 1000:.3f}"
+    )
 
 
 if __name__ == "__main__":

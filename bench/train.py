@@ -62,8 +62,8 @@ def main() -> None:
     n = lm.n_params(fresh())
     tokens = args.steps * 32 * 128
     peaks = {"fp32": matmul_flops(torch.float32), "bf16": matmul_flops(torch.bfloat16)}
-    print(f"model {args.size}: {n/1e6:.2f}M params; {args.steps} steps x 32 x 128 tokens; {args.threads} threads")
-    print(f"matmul: fp32 {peaks['fp32']/1e9:.0f} GFLOP/s, bf16 {peaks['bf16']/1e9:.0f} GFLOP/s")
+    print(f"model {args.size}: {n / 1e6:.2f}M params; {args.steps} steps x 32 x 128 tokens; {args.threads} threads")
+    print(f"matmul: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
     print(f"{'run':<18} {'tok/s':>8} {'GFLOP/s':>8} {'of peak':>8} {'loss':>7}")
     rows = {}
     runs = ["plain fp32", "synthloop fp32", "synthloop bf16"]
@@ -74,25 +74,48 @@ def main() -> None:
         model = fresh()
         start = time.perf_counter()
         if name == "plain fp32":
-            loss = plain_fp32(model, stream, TrainParams(
-                init="scratch", steps=args.steps, batch_size=32, micro_batch=32, block_size=128, lr=3e-3,
-                warmup_steps=0, weight_decay=0.0, precision="fp32"), seed=0)
+            loss = plain_fp32(
+                model,
+                stream,
+                TrainParams(
+                    init="scratch",
+                    steps=args.steps,
+                    batch_size=32,
+                    micro_batch=32,
+                    block_size=128,
+                    lr=3e-3,
+                    warmup_steps=0,
+                    weight_decay=0.0,
+                    precision="fp32",
+                ),
+                seed=0,
+            )
         else:
             precision = name.split()[1]
-            cfg = TrainParams(init="scratch", steps=args.steps, batch_size=32, micro_batch=32, block_size=128,
-                              lr=3e-3, warmup_steps=max(1, args.steps // 10), weight_decay=0.1,
-                              precision=precision)
+            cfg = TrainParams(
+                init="scratch",
+                steps=args.steps,
+                batch_size=32,
+                micro_batch=32,
+                block_size=128,
+                lr=3e-3,
+                warmup_steps=max(1, args.steps // 10),
+                weight_decay=0.1,
+                precision=precision,
+            )
             loss = train(model, stream, cfg, seed=0, device=torch.device("cpu"))["train_loss"]
         rate = tokens / (time.perf_counter() - start)
         flops = 6 * n * rate
         peak = peaks["bf16" if name.endswith("bf16") else "fp32"]
         rows[name] = (rate, flops / peak, loss)
-        print(f"{name:<18} {rate:>8.0f} {flops/1e9:>8.1f} {flops/peak:>8.1%} {loss:>7.3f}")
+        print(f"{name:<18} {rate:>8.0f} {flops / 1e9:>8.1f} {flops / peak:>8.1%} {loss:>7.3f}")
     best = max((k for k in rows if k.startswith("synthloop")), key=lambda k: rows[k][0])
     print(f"best synthloop setting here: {best}")
     delta = rows["synthloop bf16"][2] - rows["synthloop fp32"][2] if "synthloop bf16" in rows else float("nan")
-    print(f"RESULT roofline_fraction={rows[best][1]:.3f} speedup_vs_plain={rows[best][0] / rows['plain fp32'][0]:.2f} "
-          f"bf16_loss_delta={delta:.3f}")
+    print(
+        f"RESULT roofline_fraction={rows[best][1]:.3f} speedup_vs_plain={rows[best][0] / rows['plain fp32'][0]:.2f} "
+        f"bf16_loss_delta={delta:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -76,18 +76,29 @@ def run_form(project: Path, values: dict[str, Any]) -> str:
     resume = versioning.DvcResume(ws.root, run_cache=True)
     parent_id = run_loop(ws.params, ws.root, tracker, resume)
     _record(ws, tracker, resume)
-    log.info("done: workspace %s; %d of %d stages restored from DVC's run-cache", ws.root,
-             len(resume.restored), len(table.plan(ws.params.loop.generations)))
+    log.info(
+        "done: workspace %s; %d of %d stages restored from DVC's run-cache",
+        ws.root,
+        len(resume.restored),
+        len(table.plan(ws.params.loop.generations)),
+    )
     return parent_id
 
 
 def _record(ws: workspace.Workspace, tracker: LoopTracker, resume: versioning.DvcResume) -> None:
     """The run's DVC record (workspace dvc.lock): a Prefect artifact, and files on the MLflow run."""
     rows = versioning.lock_record(ws.lock)
-    lines = ["# DVC record", "", f"Workspace `{ws.root}`: its `dvc.lock` holds every stage's params and data "
-             f"hashes; `cd` there and run `dvc status` or `dvc repro`.", "",
-             f"Restored from DVC's run-cache: {', '.join(resume.restored) or 'none'}.", "",
-             "| stage | output | md5 |", "|---|---|---|"]
+    lines = [
+        "# DVC record",
+        "",
+        f"Workspace `{ws.root}`: its `dvc.lock` holds every stage's params and data "
+        f"hashes; `cd` there and run `dvc status` or `dvc repro`.",
+        "",
+        f"Restored from DVC's run-cache: {', '.join(resume.restored) or 'none'}.",
+        "",
+        "| stage | output | md5 |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r['stage']} | {r['output']} | `{r['md5']}` |" for r in rows]
     create_markdown_artifact("\n".join(lines), key="dvc-record", description=str(ws.lock))
     for path in (ws.lock, ws.params_file):
@@ -98,12 +109,20 @@ def loop_flow(project: Path, defaults: Params) -> Flow:
     """The `loop` flow with one typed parameter per params.yaml section (defaults: `defaults`)."""
     d = forms.to_form(defaults)
 
-    def loop(paths: F["paths"] = d["paths"], data: F["data"] = d["data"],
-             tokenizer: F["tokenizer"] = d["tokenizer"], model: F["model"] = d["model"],
-             compute: F["compute"] = d["compute"], loop: F["loop"] = d["loop"],
-             generate: F["generate"] = d["generate"], grade: F["grade"] = d["grade"], mix: F["mix"] = d["mix"],
-             train: F["train"] = d["train"], evaluate: F["evaluate"] = d["evaluate"],
-             tracking: F["tracking"] = d["tracking"]) -> str:
+    def loop(
+        paths: F["paths"] = d["paths"],
+        data: F["data"] = d["data"],
+        tokenizer: F["tokenizer"] = d["tokenizer"],
+        model: F["model"] = d["model"],
+        compute: F["compute"] = d["compute"],
+        loop: F["loop"] = d["loop"],
+        generate: F["generate"] = d["generate"],
+        grade: F["grade"] = d["grade"],
+        mix: F["mix"] = d["mix"],
+        train: F["train"] = d["train"],
+        evaluate: F["evaluate"] = d["evaluate"],
+        tracking: F["tracking"] = d["tracking"],
+    ) -> str:
         """The self-consuming loop, in its own workspace: generation 0 on real text, then generate, grade,
         mix, train and evaluate per generation. Data is versioned by DVC (run-cache shared with the project).
 
@@ -121,9 +140,23 @@ def loop_flow(project: Path, defaults: Params) -> Flow:
             evaluate: Held-out metrics and fresh samples per generation.
             tracking: MLflow experiment (empty uri: the project's store).
         """
-        return run_form(project, dict(paths=paths, data=data, tokenizer=tokenizer, model=model, compute=compute,
-                                      loop=loop, generate=generate, grade=grade, mix=mix, train=train,
-                                      evaluate=evaluate, tracking=tracking))
+        return run_form(
+            project,
+            dict(
+                paths=paths,
+                data=data,
+                tokenizer=tokenizer,
+                model=model,
+                compute=compute,
+                loop=loop,
+                generate=generate,
+                grade=grade,
+                mix=mix,
+                train=train,
+                evaluate=evaluate,
+                tracking=tracking,
+            ),
+        )
 
     return flow(loop, name="loop", log_prints=True, persist_result=False, validate_parameters=True)
 
@@ -140,11 +173,13 @@ def sweep_flow(project: Path) -> Flow:
     Profile = Literal[tuple(choices)]  # a dropdown of the project's params files
     default_profile = "profiles/tiny.yaml" if "profiles/tiny.yaml" in choices else choices[0]
 
-    def sweep(strategies: list[forms.Strategy] = ["replace", "accumulate"],  # noqa: B006 (Prefect copies defaults)
-              seeds: list[Annotated[int, Field(ge=0)]] = [0],  # noqa: B006
-              generations: Annotated[int, Field(ge=1, le=100)] = 2,
-              profile: Profile = default_profile,
-              name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.=-]*$")] = "") -> str:
+    def sweep(
+        strategies: list[forms.Strategy] = ["replace", "accumulate"],  # noqa: B006 (Prefect copies defaults)
+        seeds: list[Annotated[int, Field(ge=0)]] = [0],  # noqa: B006
+        generations: Annotated[int, Field(ge=1, le=100)] = 2,
+        profile: Profile = default_profile,
+        name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.=-]*$")] = "",
+    ) -> str:
         """Compare mix strategies: one loop per (strategy, seed) on a profile, then summary.csv and report.md.
 
         Args:
@@ -155,8 +190,9 @@ def sweep_flow(project: Path) -> Flow:
             name: The sweep's name (empty: the flow run's name); results go to .synthloop/runs/<flow-run-id>/<name>/.
         """
         run_id = str(flow_run.id)
-        raw = forms.sweep_raw(list(strategies), list(seeds), generations, profile, name or flow_run.name,
-                              out=str(workspace.RUNS / run_id))
+        raw = forms.sweep_raw(
+            list(strategies), list(seeds), generations, profile, name or flow_run.name, out=str(workspace.RUNS / run_id)
+        )
         return run_sweep(sweeps.parse_spec(raw, "sweep form"), project)
 
     return flow(sweep, name="sweep", log_prints=True, persist_result=False, validate_parameters=True)
@@ -178,11 +214,16 @@ def serve(project: Path, params_file: Path, loop_concurrency: int | None = None)
 
     project = project.resolve()
     runner = Runner(name="synthloop-ui", pause_on_shutdown=True)
-    runner.add_flow(loop_flow(project, load_params(params_file)), name="default", tags=["synthloop"],
-                    description=f"The loop in its own workspace; form defaults from {params_file}.",
-                    concurrency_limit=loop_concurrency)
-    runner.add_flow(sweep_flow(project), name="default", tags=["synthloop"],
-                    description="Mix strategies x seeds on one profile.")
+    runner.add_flow(
+        loop_flow(project, load_params(params_file)),
+        name="default",
+        tags=["synthloop"],
+        description=f"The loop in its own workspace; form defaults from {params_file}.",
+        concurrency_limit=loop_concurrency,
+    )
+    runner.add_flow(
+        sweep_flow(project), name="default", tags=["synthloop"], description="Mix strategies x seeds on one profile."
+    )
     try:
         asyncio.run(runner.start())
     except KeyboardInterrupt:

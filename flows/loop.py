@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import Protocol
 
 from prefect import flow, task
-from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -72,13 +77,22 @@ class Progress:
 
 
 @task(task_run_name="{sid}", cache_policy=NO_CACHE, persist_result=False)
-def stage_task(sid: str, stage: table.Stage, gen: int | None, params: Params, root: Path, tracker: LoopTracker,
-               resume: Resume, progress: Progress | None = None) -> dict[str, float]:
+def stage_task(
+    sid: str,
+    stage: table.Stage,
+    gen: int | None,
+    params: Params,
+    root: Path,
+    tracker: LoopTracker,
+    resume: Resume,
+    progress: Progress | None = None,
+) -> dict[str, float]:
     """One stage: skipped when its resume record says it is done, else run and recorded."""
     outputs = table.files(Layout.of(params, root), stage, gen)[1]
     reuse = resume.done(stage.name, gen) and all(p.exists() for p in outputs)
-    metrics = run_stage(stage.name, params, root, gen, tracker, reuse=reuse,
-                        on_metric=progress.metric if progress else None)
+    metrics = run_stage(
+        stage.name, params, root, gen, tracker, reuse=reuse, on_metric=progress.metric if progress else None
+    )
     if not reuse:
         resume.record(stage.name, gen)
     return metrics
@@ -116,12 +130,19 @@ def run_loop(params: Params, root: Path, tracker: LoopTracker, resume: Resume) -
         stage_task(sid, stage, gen, params, root, tracker, resume, progress)
         progress.finish()
         if stage.name == last:
-            create_markdown_artifact(generation_markdown(lay, gen), key=f"generation-{gen}",
-                                     description=f"metrics and samples of generation {gen}")
+            create_markdown_artifact(
+                generation_markdown(lay, gen),
+                key=f"generation-{gen}",
+                description=f"metrics and samples of generation {gen}",
+            )
     create_table_artifact(read_summary(lay.summary), key="summary", description="per-generation summary")
     create_markdown_artifact(plot_markdown(lay), key="collapse-plot", description=str(lay.plot))
-    create_link_artifact(tracker.ui_url(mlflow_ui()), link_text="MLflow run", key="mlflow-run",
-                         description=f"MLflow run {tracker.parent_id} ({tracker.uri})")
+    create_link_artifact(
+        tracker.ui_url(mlflow_ui()),
+        link_text="MLflow run",
+        key="mlflow-run",
+        description=f"MLflow run {tracker.parent_id} ({tracker.uri})",
+    )
     return tracker.parent_id
 
 

@@ -33,8 +33,14 @@ def sweep_run(params_file: str, root: str, run_name: str, sweep_run_id: str) -> 
     home = Path(root).resolve()
     path = (home / params_file).resolve()
     params = load_params(path)
-    tracker = LoopTracker(params, home, loop_id=f"sweep-{run_name}-{params_hash(params)[:8]}",
-                          prefect_run_id=str(flow_run.id), parent_run_id=sweep_run_id, run_name=run_name)
+    tracker = LoopTracker(
+        params,
+        home,
+        loop_id=f"sweep-{run_name}-{params_hash(params)[:8]}",
+        prefect_run_id=str(flow_run.id),
+        parent_run_id=sweep_run_id,
+        run_name=run_name,
+    )
     tracker.client.log_artifact(tracker.parent_id, str(path))  # the run's exact params: rerun it alone
     return run_loop(params, home, tracker, Ledger.of(params, home))
 
@@ -59,8 +65,16 @@ def run_sweep(spec: sweeps.SweepSpec, home: Path) -> str:
         done_before = Ledger.of(run.params, home).done("report", None)
         elapsed = time.perf_counter() - start
         eta = f"ETA {_clock(elapsed / worked * (len(runs) - i))}" if worked else "ETA after the first run"
-        log.info("sweep %s: run %d/%d %s%s; %s elapsed, %s", spec.name, i + 1, len(runs), run.name,
-                 f" (shared: {', '.join(shared)})" if shared else "", _clock(elapsed), eta)
+        log.info(
+            "sweep %s: run %d/%d %s%s; %s elapsed, %s",
+            spec.name,
+            i + 1,
+            len(runs),
+            run.name,
+            f" (shared: {', '.join(shared)})" if shared else "",
+            _clock(elapsed),
+            eta,
+        )
         sweep_run(os.path.relpath(run.params_file, home), str(home), f"{spec.name}/{run.name}", tracker.run_id)
         worked += not done_before
         finished.append(run)
@@ -68,8 +82,11 @@ def run_sweep(spec: sweeps.SweepSpec, home: Path) -> str:
         update_progress_artifact(progress, 100.0 * (i + 1) / len(runs))
     report = compare.write_report(folder / "summary.csv", folder / "report", title=f"sweep {spec.name}", root=home)
     tracker.log_report(folder / "summary.csv", report)
-    create_markdown_artifact(report.read_text(encoding="utf-8"), key=_key(f"sweep-{spec.name}-report"),
-                             description=f"sweep {spec.name}: comparison report")
+    create_markdown_artifact(
+        report.read_text(encoding="utf-8"),
+        key=_key(f"sweep-{spec.name}-report"),
+        description=f"sweep {spec.name}: comparison report",
+    )
     log.info("sweep %s: %d runs in %s; report %s", spec.name, len(runs), _clock(time.perf_counter() - start), report)
     return tracker.run_id
 

@@ -2,89 +2,30 @@
 
 from __future__ import annotations
 
-import errno
-import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="synthloop: the self-consuming training loop, run and measured.")
+from .console import guard as _guard
+from .console import print_summary, quiet_offline_env
 
-ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file; paths in it are relative to the current folder (the project root).")]
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="synthloop: the self-consuming training loop, run and measured.",
+)
+
+ParamsOpt = Annotated[
+    Path,
+    typer.Option(
+        "--params", "-p", help="params file; paths in it are relative to the current folder (the project root)."
+    ),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
-
-
-def quiet_offline_env(root: Path) -> None:
-    """Keep Prefect, MLflow, HF and DVC offline and writing inside the project (STACK-NOTES)."""
-    defaults = {
-        "PREFECT_HOME": str(root / ".prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1", "PREFECT_LOGGING_EXTRA_LOGGERS": "synthloop",
-        "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "HF_HOME": str(root / ".hf"), "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-        # a fresh Prefect database takes 15-30 s to migrate on a busy 2-core machine (default limit: 20 s)
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    }
-    for key, value in defaults.items():
-        os.environ.setdefault(key, value)
-
-
-def _guard(debug: bool, fn, *args):
-    from .config import ConfigError
-    from .io import DataError
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "alembic", "mlflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("dvc").propagate = False  # DVC prints its own lines
-    try:
-        return fn(*args)
-    except (ConfigError, DataError) as exc:
-        if debug:
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
-    except OSError as exc:  # the machine, not the code: disk full, read-only folder, file-size limit
-        if debug or exc.errno not in _OS_ADVICE:
-            raise
-        typer.echo(f"error: {exc.filename or 'a file'}: {exc.strerror}; {_OS_ADVICE[exc.errno]}", err=True)
-        raise typer.Exit(1) from None
-
-
-_FREE = "free space (or raise the limit) and rerun the same command: finished stages are kept"
-_WRITABLE = "make the project folder writable and rerun the same command"
-_OS_ADVICE = {errno.ENOSPC: _FREE, errno.EDQUOT: _FREE, errno.EFBIG: _FREE,
-              errno.EROFS: _WRITABLE, errno.EACCES: _WRITABLE, errno.EPERM: _WRITABLE}
-
-
-def print_summary(path: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    cols = {"generation": "gen", "test_ppl": "test_ppl", "test_ce": "test_ce", "distinct_1": "dist_1",
-            "distinct_2": "dist_2", "unigram_kl": "uni_kl", "synthetic_share": "synth_share",
-            "n_train": "n_train", "n_generated": "n_gen", "n_kept": "n_kept"}
-    from .stages.report import read_summary
-
-    rows = read_summary(path)
-    table = Table(title=f"synthloop summary ({path})")
-    for header in cols.values():
-        table.add_column(header, justify="right")
-    for r in rows:
-        table.add_row(*[_fmt(r[c]) for c in cols])
-    Console(width=max(110, Console().width)).print(table)
-
-
-def _fmt(value: str) -> str:
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return str(int(number)) if number.is_integer() else f"{number:.4g}"
 
 
 @app.command()
@@ -104,18 +45,25 @@ def run(params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> Non
         lay = Layout.of(p, root)
         print_summary(lay.summary)
         typer.echo(f"\nreport:   {lay.summary}\n          {lay.plot}")
-        typer.echo(f"MLflow:   run {run_id}; browse with\n          .venv/bin/mlflow ui --backend-store-uri "
-                   f"sqlite:///{root / '.mlflow' / 'mlflow.db'}  (http://127.0.0.1:5000)")
-        typer.echo("Prefect:  .venv/bin/prefect server start --host 127.0.0.1  (http://127.0.0.1:4200), "
-                   "then run with PREFECT_API_URL=http://127.0.0.1:4200/api to see the flow there")
+        typer.echo(
+            f"MLflow:   run {run_id}; browse with\n          .venv/bin/mlflow ui --backend-store-uri "
+            f"sqlite:///{root / '.mlflow' / 'mlflow.db'}  (http://127.0.0.1:5000)"
+        )
+        typer.echo(
+            "Prefect:  .venv/bin/prefect server start --host 127.0.0.1  (http://127.0.0.1:4200), "
+            "then run with PREFECT_API_URL=http://127.0.0.1:4200/api to see the flow there"
+        )
 
     _guard(debug, _run)
 
 
 @app.command()
-def stage(name: Annotated[str, typer.Argument(help="prepare, generate, grade, mix, train, evaluate or report")],
-          gen: Annotated[Optional[int], typer.Option("--gen", "-g", help="Generation (per-generation stages).")] = None,
-          params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> None:
+def stage(
+    name: Annotated[str, typer.Argument(help="prepare, generate, grade, mix, train, evaluate or report")],
+    gen: Annotated[int | None, typer.Option("--gen", "-g", help="Generation (per-generation stages).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    debug: DebugOpt = False,
+) -> None:
     """Run one stage (the command dvc.yaml uses). Logs to the MLflow run of these params."""
     root = Path.cwd()
     quiet_offline_env(root)
@@ -160,11 +108,21 @@ def _values(text: str) -> list:
 
 
 @app.command()
-def sweep(spec: Annotated[Optional[Path], typer.Argument(help="Sweep file (see sweeps/anchor.yaml); or use --grid.")] = None,
-          grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help="KEY=V1,V2: one axis of a grid, e.g. mix.strategy=replace,accumulate (repeatable).")] = None,
-          seeds: Annotated[str, typer.Option("--seeds", help="With --grid: comma-separated loop seeds.")] = "0",
-          name: Annotated[str, typer.Option("--name", help="With --grid: the sweep's name (its folder under sweeps/).")] = "grid",
-          params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> None:
+def sweep(
+    spec: Annotated[Path | None, typer.Argument(help="Sweep file (see sweeps/anchor.yaml); or use --grid.")] = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid", "-g", help="KEY=V1,V2: one axis of a grid, e.g. mix.strategy=replace,accumulate (repeatable)."
+        ),
+    ] = None,
+    seeds: Annotated[str, typer.Option("--seeds", help="With --grid: comma-separated loop seeds.")] = "0",
+    name: Annotated[
+        str, typer.Option("--name", help="With --grid: the sweep's name (its folder under sweeps/).")
+    ] = "grid",
+    params: ParamsOpt = Path("params.yaml"),
+    debug: DebugOpt = False,
+) -> None:
     """Run many loops (arms x seeds) and compare them: sweeps/NAME/summary.csv and report/report.md."""
     root = Path.cwd()
     quiet_offline_env(root)
@@ -207,10 +165,15 @@ def sweep(spec: Annotated[Optional[Path], typer.Argument(help="Sweep file (see s
 
 
 @app.command()
-def report(summary: Annotated[Path, typer.Argument(help="A summary.csv from a sweep (or a loop's reports/summary.csv).")],
-           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for report.md and plots (default: report/ beside the summary).")] = None,
-           title: Annotated[str, typer.Option("--title", help="Report title.")] = "synthloop report",
-           debug: DebugOpt = False) -> None:
+def report(
+    summary: Annotated[Path, typer.Argument(help="A summary.csv from a sweep (or a loop's reports/summary.csv).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for report.md and plots (default: report/ beside the summary)."),
+    ] = None,
+    title: Annotated[str, typer.Option("--title", help="Report title.")] = "synthloop report",
+    debug: DebugOpt = False,
+) -> None:
     """Turn a summary.csv into report.md + plots (one line per arm, a band over seeds)."""
 
     def _report() -> None:
@@ -223,8 +186,12 @@ def report(summary: Annotated[Path, typer.Argument(help="A summary.csv from a sw
 
 
 @app.command("dvc-yaml")
-def dvc_yaml(check: Annotated[bool, typer.Option("--check", help="Only check: exit 1 when dvc.yaml is not what the stage table gives.")] = False,
-             debug: DebugOpt = False) -> None:
+def dvc_yaml(
+    check: Annotated[
+        bool, typer.Option("--check", help="Only check: exit 1 when dvc.yaml is not what the stage table gives.")
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
     """Write dvc.yaml from the stage table (synthloop/stages/table.py)."""
 
     def _write() -> None:
@@ -242,15 +209,24 @@ def dvc_yaml(check: Annotated[bool, typer.Option("--check", help="Only check: ex
 
 
 @app.command()
-def ui(prefect_port: Annotated[int, typer.Option("--prefect-port", help="Port of the Prefect server and UI.")] = 4200,
-       mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="Port of the MLflow UI.")] = 5000,
-       params: Annotated[Path, typer.Option("--params", "-p", help="The loop form's defaults.")] = Path("params.yaml"),
-       loop_concurrency: Annotated[Optional[int], typer.Option(
-           "--loop-concurrency", envvar="SYNTHLOOP_LOOP_CONCURRENCY",
-           help="At most N loop/default runs at once (the others wait in the queue); default: no limit of its own "
-                "(the runner runs at most 5 flow runs at once).")] = None,
-       debug: DebugOpt = False) -> None:
-    """Start the Prefect UI (deployments loop/default, sweep/default) and the MLflow UI on 127.0.0.1; Ctrl-C stops both."""
+def ui(
+    prefect_port: Annotated[int, typer.Option("--prefect-port", help="Port of the Prefect server and UI.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="Port of the MLflow UI.")] = 5000,
+    params: Annotated[Path, typer.Option("--params", "-p", help="The loop form's defaults.")] = Path("params.yaml"),
+    loop_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--loop-concurrency",
+            envvar="SYNTHLOOP_LOOP_CONCURRENCY",
+            help="At most N loop/default runs at once (the others wait in the queue); default: no limit of its own "
+            "(the runner runs at most 5 flow runs at once).",
+        ),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Start the Prefect UI (deployments loop/default, sweep/default) and the MLflow UI on 127.0.0.1.
+
+    Ctrl-C stops both."""
     root = Path.cwd()
     quiet_offline_env(root)
 

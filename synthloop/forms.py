@@ -35,12 +35,16 @@ class LoopForm(BaseModel):
 
     model_config = FORM_CONFIG
     seed: int = LoopParams.model_fields["seed"]
-    generations: int = Field(ge=1, le=100, description="Generations after generation 0 (loop.chain is {'1': 0, ..., 'G': G-1}).")
+    generations: int = Field(
+        ge=1, le=100, description="Generations after generation 0 (loop.chain is {'1': 0, ..., 'G': G-1})."
+    )
 
 
 def _optional_str(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and \
-        set(typing.get_args(annotation)) == {str, type(None)}
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and set(typing.get_args(annotation)) == {
+        str,
+        type(None),
+    }
 
 
 def _nullable(section: str, key: str) -> bool:
@@ -106,13 +110,20 @@ def to_params(values: dict[str, Any], source: str = "form") -> Params:
 Strategy = MixParams.model_fields["strategy"].annotation  # the same dropdown as mix.strategy
 
 
-def sweep_raw(strategies: list[str], seeds: list[int], generations: int, profile: str, name: str,
-              out: str) -> dict[str, Any]:
+def sweep_raw(
+    strategies: list[str], seeds: list[int], generations: int, profile: str, name: str, out: str
+) -> dict[str, Any]:
     """The sweep spec (flows/sweep.py) of a strategy x seed grid on one profile."""
     if not strategies:
         raise ConfigError("sweep form: pick at least one strategy")
     if not seeds:
         raise ConfigError("sweep form: give at least one seed")
     chain = {str(k): k - 1 for k in range(1, generations + 1)}
-    return {"name": name, "params": profile, "out": out, "seeds": sorted(set(seeds)),
-            "set": {"loop.chain": chain}, "arms": {s: {"mix.strategy": s} for s in dict.fromkeys(strategies)}}
+    return {
+        "name": name,
+        "params": profile,
+        "out": out,
+        "seeds": sorted(set(seeds)),
+        "set": {"loop.chain": chain},
+        "arms": {s: {"mix.strategy": s} for s in dict.fromkeys(strategies)},
+    }

@@ -153,7 +153,10 @@ def _jsonl_texts(path: Path) -> list[str]:
 def read_corpus(path: Path, key: str) -> list[str]:
     """Documents of a corpus: .txt (blank-line separated), a folder of .txt, or .jsonl ('text')."""
     if not path.exists():
-        raise DataError(f"{path}: corpus not found; set {key} in params.yaml to a .txt file, a folder of .txt files or a .jsonl file")
+        raise DataError(
+            f"{path}: corpus not found; set {key} in params.yaml to a .txt file, "
+            "a folder of .txt files or a .jsonl file"
+        )
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:

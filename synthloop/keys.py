@@ -24,8 +24,11 @@ def derive_seed(seed: int, *parts: object, bits: int = 31) -> int:
 
 def params_hash(params: Params, sections: tuple[str, ...] | None = None, drop: tuple[str, ...] = ()) -> str:
     """sha256 (16 hex digits) of the flat params (or some sections), minus the dotted keys or prefixes in `drop`."""
-    flat = {k: v for k, v in flatten(params).items()
-            if (sections is None or k.split(".")[0] in sections) and not k.startswith(drop)}
+    flat = {
+        k: v
+        for k, v in flatten(params).items()
+        if (sections is None or k.split(".")[0] in sections) and not k.startswith(drop)
+    }
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -24,14 +24,20 @@ class Layout:
     @classmethod
     def of(cls, params: Params, root: Path) -> Layout:
         root = root.resolve()
-        return cls(root, root / params.data.corpus, root / params.paths.data, root / params.paths.gens,
-                   root / params.paths.reports)
+        return cls(
+            root,
+            root / params.data.corpus,
+            root / params.paths.data,
+            root / params.paths.gens,
+            root / params.paths.reports,
+        )
 
     @classmethod
     def template(cls) -> Layout:
         """The paths as dvc.yaml spells them (generation k is `${key}`, k-1 `${item}` in its foreach)."""
-        return cls(Path(), Path("${data.corpus}"), Path("${paths.data}"), Path("${paths.gens}"),
-                   Path("${paths.reports}"))
+        return cls(
+            Path(), Path("${data.corpus}"), Path("${paths.data}"), Path("${paths.gens}"), Path("${paths.reports}")
+        )
 
     # prepare
     @property

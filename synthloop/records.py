@@ -30,13 +30,27 @@ class Row(TypedDict, total=False):
 
 
 def real_row(n: int, text: str) -> Row:
-    return {"id": f"real:{n}", "text": text, "source": "real", "generation": 0, "parent": None,
-            "prompt": "", "scores": {}}
+    return {
+        "id": f"real:{n}",
+        "text": text,
+        "source": "real",
+        "generation": 0,
+        "parent": None,
+        "prompt": "",
+        "scores": {},
+    }
 
 
 def sample_row(gen: int, n: int, text: str, prompt: str) -> Row:
-    return {"id": f"g{gen}:{n}", "text": text, "source": "synthetic", "generation": gen,
-            "parent": gen - 1, "prompt": prompt, "scores": {}}
+    return {
+        "id": f"g{gen}:{n}",
+        "text": text,
+        "source": "synthetic",
+        "generation": gen,
+        "parent": gen - 1,
+        "prompt": prompt,
+        "scores": {},
+    }
 
 
 def share(rows: list[Any], source: str) -> float:

@@ -31,9 +31,15 @@ def _clear_partial_files(lay: Layout, gen: int | None) -> None:
             io.remove(stale)
 
 
-def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
-              tracker: LoopTracker | None = None, reuse: bool = False,
-              on_metric: MetricSink | None = None) -> dict[str, float]:
+def run_stage(
+    name: str,
+    params: Params,
+    root: Path,
+    gen: int | None = None,
+    tracker: LoopTracker | None = None,
+    reuse: bool = False,
+    on_metric: MetricSink | None = None,
+) -> dict[str, float]:
     """Run one stage on the files under `root`; log it to MLflow when a tracker is given.
 
     reuse=True: the outputs are already there and current (DVC said so): read the
@@ -79,6 +85,11 @@ def run_stage(name: str, params: Params, root: Path, gen: int | None = None,
             stage_log.result(metrics, time.perf_counter() - start, reused=reuse)
     if not reuse:
         faults.point(f"after:{sid}")
-    log.info("stage %s: done in %.2fs (compute %.2fs) %s", sid, time.perf_counter() - start, compute_s,
-             {k: round(v, 4) for k, v in list(metrics.items())[:6]})
+    log.info(
+        "stage %s: done in %.2fs (compute %.2fs) %s",
+        sid,
+        time.perf_counter() - start,
+        compute_s,
+        {k: round(v, 4) for k, v in list(metrics.items())[:6]},
+    )
     return metrics

@@ -47,9 +47,15 @@ def _prepare(folder: Path, key: str, sizes: list[int]) -> None:
     write_json(key_file, {"key": key, "n_items": sum(sizes), "n_shards": len(sizes)})
 
 
-def run_in_shards(folder: Path, key: str, sizes: list[int], fn: Callable[[int], list[dict[str, Any]]],
-                  desc: str, unit: str = "doc", after_shard: Callable[[int], None] | None = None
-                  ) -> list[list[dict[str, Any]]]:
+def run_in_shards(
+    folder: Path,
+    key: str,
+    sizes: list[int],
+    fn: Callable[[int], list[dict[str, Any]]],
+    desc: str,
+    unit: str = "doc",
+    after_shard: Callable[[int], None] | None = None,
+) -> list[list[dict[str, Any]]]:
     """[fn(0), fn(1), ...], each shard computed once and resumable; shard i has sizes[i] rows.
 
     `key` must change whenever anything that decides the results changes. Finished
@@ -81,8 +87,14 @@ def run_in_shards(folder: Path, key: str, sizes: list[int], fn: Callable[[int], 
     return shards
 
 
-def score_in_shards(items: list[str], fn: Callable[[list[str]], list[dict[str, Any]]], folder: Path,
-                    shard_size: int, desc: str, settings: str = "") -> list[dict[str, Any]]:
+def score_in_shards(
+    items: list[str],
+    fn: Callable[[list[str]], list[dict[str, Any]]],
+    folder: Path,
+    shard_size: int,
+    desc: str,
+    settings: str = "",
+) -> list[dict[str, Any]]:
     """fn(items) as rows, in order, computed `shard_size` items at a time and resumable.
 
     `fn` gets one shard of items and returns one JSON-serialisable dict per item.
@@ -92,7 +104,8 @@ def score_in_shards(items: list[str], fn: Callable[[list[str]], list[dict[str, A
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     starts = list(range(0, len(items), shard_size))
-    chunks = [items[s:s + shard_size] for s in starts]
-    shards = run_in_shards(folder, content_key(items, shard_size, settings), [len(c) for c in chunks],
-                           lambda i: fn(chunks[i]), desc)
+    chunks = [items[s : s + shard_size] for s in starts]
+    shards = run_in_shards(
+        folder, content_key(items, shard_size, settings), [len(c) for c in chunks], lambda i: fn(chunks[i]), desc
+    )
     return [row for shard in shards for row in shard]

@@ -33,8 +33,11 @@ log = logging.getLogger("synthloop")
 
 def tracking_uri(params: Params, root: Path) -> str:
     """MLFLOW_TRACKING_URI, else tracking.uri, else a sqlite store inside the project."""
-    return (os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.uri
-            or f"sqlite:///{root.resolve() / '.mlflow' / 'mlflow.db'}")
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or params.tracking.uri
+        or f"sqlite:///{root.resolve() / '.mlflow' / 'mlflow.db'}"
+    )
 
 
 def experiment_id(client, params: Params, root: Path, uri: str) -> str:
@@ -62,8 +65,15 @@ def git_commit(root: Path) -> str:
 class LoopTracker:
     """Finds or creates the loop's runs and logs one stage at a time."""
 
-    def __init__(self, params: Params, root: Path, loop_id: str, prefect_run_id: str | None = None,
-                 parent_run_id: str | None = None, run_name: str | None = None):
+    def __init__(
+        self,
+        params: Params,
+        root: Path,
+        loop_id: str,
+        prefect_run_id: str | None = None,
+        parent_run_id: str | None = None,
+        run_name: str | None = None,
+    ):
         from mlflow.tracking import MlflowClient
 
         self.params, self.layout, self.loop_id = params, Layout.of(params, root), loop_id
@@ -86,8 +96,11 @@ class LoopTracker:
         loops = set()
         for run in stale:
             self.client.set_terminated(run.info.run_id, "KILLED")
-            loops.add(run.data.tags.get("mlflow.parentRunId", run.info.run_id) if run.data.tags.get(TAG_GEN) != "loop"
-                      else run.info.run_id)
+            loops.add(
+                run.data.tags.get("mlflow.parentRunId", run.info.run_id)
+                if run.data.tags.get(TAG_GEN) != "loop"
+                else run.info.run_id
+            )
         if stale:
             log.info("MLflow: marked %d run(s) of an interrupted attempt KILLED", len(stale))
         return loops
@@ -121,7 +134,7 @@ class LoopTracker:
         flat = {**flatten(self.params), "loop.generations": self.params.loop.generations}
         params = [Param(k, str(v)[:6000]) for k, v in sorted(flat.items())]
         for start in range(0, len(params), 100):
-            self.client.log_batch(run_id, params=params[start:start + 100])
+            self.client.log_batch(run_id, params=params[start : start + 100])
 
     @contextlib.contextmanager
     def stage(self, stage: table.Stage, gen: int | None) -> Iterator[StageLog]:
@@ -195,15 +208,20 @@ class SweepTracker:
         (root / ".mlflow").mkdir(exist_ok=True)
         self.client = MlflowClient(self.uri)
         self.experiment_id = experiment_id(self.client, params, root, self.uri)
-        found = self.client.search_runs([self.experiment_id], f"tags.`synthloop.sweep` = '{spec.name}' "
-                                        f"and tags.`{TAG_GEN}` = 'sweep'", max_results=1)
+        found = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`synthloop.sweep` = '{spec.name}' and tags.`{TAG_GEN}` = 'sweep'",
+            max_results=1,
+        )
         if found:
             self.run_id = found[0].info.run_id
         else:
             tags = {"synthloop.sweep": spec.name, TAG_GEN: "sweep", "git.commit": git_commit(root)}
             if prefect_run_id:
                 tags[TAG_PREFECT] = prefect_run_id
-            self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=f"sweep {spec.name}").info.run_id
+            self.run_id = self.client.create_run(
+                self.experiment_id, tags=tags, run_name=f"sweep {spec.name}"
+            ).info.run_id
             self.client.log_param(self.run_id, "sweep.spec", json.dumps(spec.model_dump(), sort_keys=True)[:6000])
             self.client.log_param(self.run_id, "sweep.runs", len(spec.arms) * len(spec.seeds))
         self.client.update_run(self.run_id, status="RUNNING")

@@ -60,7 +60,7 @@ class Child:
                 time.sleep(0.2)
             if self.group_alive():
                 os.killpg(self.proc.pid, signal.SIGKILL)
-                with_kill = ", SIGKILL after %ds" % grace
+                with_kill = f", SIGKILL after {grace:.0f}s"
             self.proc.wait(timeout=10)
         return f"{self.name} (pid {self.proc.pid}{with_kill})"
 
@@ -95,9 +95,15 @@ class Supervisor:
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
         log = self.logs / f"{name.split()[0].lower()}.log"
         with log.open("ab") as out:
-            proc = subprocess.Popen(args, cwd=self.root, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                start_new_session=True,
+            )
         child = Child(name, proc, log)
         self.children.append(child)
         return child
@@ -140,8 +146,14 @@ def _paused(api: str) -> list[str]:
         return []
 
 
-def run_ui(root: Path, params_file: Path, prefect_port: int = 4200, mlflow_port: int = 5000,
-           echo=print, loop_concurrency: int | None = None) -> None:
+def run_ui(
+    root: Path,
+    params_file: Path,
+    prefect_port: int = 4200,
+    mlflow_port: int = 5000,
+    echo=print,
+    loop_concurrency: int | None = None,
+) -> None:
     """Start everything, print the URLs, and block until SIGINT/SIGTERM; then stop everything.
 
     `loop_concurrency`: the loop/default deployment's concurrency limit (None: none of its own)."""
@@ -170,20 +182,48 @@ def run_ui(root: Path, params_file: Path, prefect_port: int = 4200, mlflow_port:
     sup, worker = Supervisor(root), None
     try:
         echo("starting the Prefect server, the MLflow UI and the deployments (logs: .synthloop/logs/) ...")
-        server = sup.start("Prefect server", [_bin("prefect"), "server", "start", "--host", HOST,
-                                              "--port", str(prefect_port)],
-                           {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api,
-                            # a run refused a concurrency slot retries after 5 s, not 30
-                            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5"})
-        mlflow = sup.start("MLflow UI", [_bin("mlflow"), "ui", "--backend-store-uri", store,
-                                         "--host", HOST, "--port", str(mlflow_port), "--workers", "1"],
-                           {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # no job runner: 2 processes, not 10
+        server = sup.start(
+            "Prefect server",
+            [_bin("prefect"), "server", "start", "--host", HOST, "--port", str(prefect_port)],
+            {
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_API_URL": api,
+                # a run refused a concurrency slot retries after 5 s, not 30
+                "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+            },
+        )
+        mlflow = sup.start(
+            "MLflow UI",
+            [
+                _bin("mlflow"),
+                "ui",
+                "--backend-store-uri",
+                store,
+                "--host",
+                HOST,
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )  # no job runner: 2 processes, not 10
         sup.wait_until(server, lambda: _ok(f"{api}/health"), "API", 180)
-        worker = sup.start("deployments loop/default, sweep/default",
-                           [sys.executable, "-P", "-c", "from flows.deployments import main; main()",
-                            "--root", str(root), "--params", str(params_file.resolve()),
-                            *(["--loop-concurrency", str(loop_concurrency)] if loop_concurrency else [])],
-                           {"PREFECT_API_URL": api, "SYNTHLOOP_MLFLOW_UI": mlflow_url, "PYTHONPATH": _code_path()})
+        worker = sup.start(
+            "deployments loop/default, sweep/default",
+            [
+                sys.executable,
+                "-P",
+                "-c",
+                "from flows.deployments import main; main()",
+                "--root",
+                str(root),
+                "--params",
+                str(params_file.resolve()),
+                *(["--loop-concurrency", str(loop_concurrency)] if loop_concurrency else []),
+            ],
+            {"PREFECT_API_URL": api, "SYNTHLOOP_MLFLOW_UI": mlflow_url, "PYTHONPATH": _code_path()},
+        )
         sup.wait_until(worker, lambda: _deployments_ready(api), "deployments", 180)
         sup.wait_until(mlflow, lambda: _ok(f"{mlflow_url}/health"), "UI", 180)
         echo(f"Prefect UI:  {prefect_url}   (deployments: {', '.join(DEPLOYMENTS)})")

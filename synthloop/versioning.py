@@ -38,8 +38,12 @@ def _stage_body(stage: table.Stage, gen: int | str | None) -> dict:
     for out, path in zip(stage.writes, writes):
         entry = str(path) if out.cache else {str(path): {"cache": False}}
         (metrics if out.metric else outs).append(entry)
-    body = {"cmd": f"synthloop stage {stage.name}" + ("" if gen is None else f" --gen {gen}"),
-            "deps": [str(p) for p in reads] + code, "params": list(stage.params_at(gen)), "outs": outs}
+    body = {
+        "cmd": f"synthloop stage {stage.name}" + ("" if gen is None else f" --gen {gen}"),
+        "deps": [str(p) for p in reads] + code,
+        "params": list(stage.params_at(gen)),
+        "outs": outs,
+    }
     return {**body, "metrics": metrics} if metrics else body
 
 
@@ -61,8 +65,11 @@ def dvc_yaml() -> str:
 
 def tracks(root: Path, params_file: Path) -> bool:
     """DVC records a run only when it uses the project's own params.yaml and dvc.yaml."""
-    return (root / ".dvc").is_dir() and (root / "dvc.yaml").is_file() \
+    return (
+        (root / ".dvc").is_dir()
+        and (root / "dvc.yaml").is_file()
         and params_file.resolve() == (root / "params.yaml").resolve()
+    )
 
 
 @contextlib.contextmanager
@@ -75,8 +82,10 @@ def _repo(root: Path) -> Iterator:
         with contextlib.chdir(root), Repo(str(root)) as repo:
             yield repo
     except LockError as exc:
-        raise DataError(f"{root / '.dvc'}: DVC is busy ({str(exc).splitlines()[0]}); wait for the other "
-                        "dvc process to finish, then rerun the same command") from None
+        raise DataError(
+            f"{root / '.dvc'}: DVC is busy ({str(exc).splitlines()[0]}); wait for the other "
+            "dvc process to finish, then rerun the same command"
+        ) from None
 
 
 def _restored(repo, stage: str) -> bool:
@@ -125,5 +134,8 @@ def lock_record(lock: Path) -> list[dict[str, str]]:
     if not lock.is_file():
         return []
     stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-    return [{"stage": stage, "output": out["path"], "md5": out.get("md5", "")}
-            for stage, body in stages.items() for out in body.get("outs", [])]
+    return [
+        {"stage": stage, "output": out["path"], "md5": out.get("md5", "")}
+        for stage, body in stages.items()
+        for out in body.get("outs", [])
+    ]

@@ -96,7 +96,10 @@ def create(project: Path, run_id: str, params: Params) -> Workspace:
         shutil.copytree(project / CODE, root / CODE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dvc = root / ".dvc"
     dvc.mkdir(exist_ok=True)
-    io.write_text(dvc / "config", "[core]\n    no_scm = true\n    analytics = false\n    check_update = false\n"
-                  f"[cache]\n    dir = {_cache_dir(project)}\n")
+    io.write_text(
+        dvc / "config",
+        "[core]\n    no_scm = true\n    analytics = false\n    check_update = false\n"
+        f"[cache]\n    dir = {_cache_dir(project)}\n",
+    )
     log.info("workspace %s (DVC cache %s)", root, _cache_dir(project))
     return Workspace(project, root, parse_params(raw, str(root / "params.yaml")))

@@ -18,11 +18,19 @@ FAIRY = SHARED / "corpora" / "fairytales"
 @pytest.fixture(autouse=True, scope="session")
 def _offline_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(home / "hf"),
-           "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_HOME": str(home / "prefect"), "MLFLOW_DISABLE_TELEMETRY": "true",
-           "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "XDG_CONFIG_HOME": str(home / "config"), "XDG_CACHE_HOME": str(home / "cache")}
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(home / "hf"),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_HOME": str(home / "prefect"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DVC_NO_ANALYTICS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -63,8 +71,9 @@ def write_params(root: Path, raw: dict, name: str = "params.yaml") -> Path:
 
 def copy_project(dest: Path) -> Path:
     """A copy of the tracked project files (what a fresh clone has), with ../shared beside it."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     project = dest / "project"
     for rel in files:
         src = REPO / rel

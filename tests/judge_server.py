@@ -19,7 +19,7 @@ SAMPLE = re.compile(r"<<<SAMPLE\n(.*)\nSAMPLE>>>", re.DOTALL)
 
 
 def fairy_docs(n: int, offset: int = 0) -> list[str]:
-    return FAIRY.joinpath("train.txt").read_text(encoding="utf-8").split("\n\n")[offset:offset + n]
+    return FAIRY.joinpath("train.txt").read_text(encoding="utf-8").split("\n\n")[offset : offset + n]
 
 
 def build_tiny_model(dest: Path) -> Path:
@@ -37,6 +37,7 @@ def build_tiny_model(dest: Path) -> Path:
 @dataclass
 class Reply:
     """What the server answers: a status (0: hang up), a JSON object or raw bytes, headers, a delay first."""
+
     status: int = 200
     body: dict | bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
@@ -46,7 +47,10 @@ class Reply:
 def completion(route: str, text: str) -> dict:
     """An OpenAI-style response body carrying `text` for the given route."""
     if route == "chat":
-        return {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+        return {
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+        }
     return {"object": "text_completion", "choices": [{"index": 0, "text": text}]}
 
 

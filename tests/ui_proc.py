@@ -36,15 +36,31 @@ class UiProcess:
         self._settings = None
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
-                "PREFECT_HOME": str(self.project / ".prefect")}
+        return {
+            **os.environ,
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+            "PYTHONPATH": str(REPO),
+            "PREFECT_HOME": str(self.project / ".prefect"),
+        }
 
     def start(self, timeout: float = 300) -> UiProcess:
         with self.out_path.open("w") as out:
             self.proc = subprocess.Popen(
-                [str(BIN / "synthloop"), "ui", "--prefect-port", str(self.prefect_port),
-                 "--mlflow-port", str(self.mlflow_port), "--params", self.params],
-                cwd=self.project, env=self.env(), stdout=out, stderr=subprocess.STDOUT)
+                [
+                    str(BIN / "synthloop"),
+                    "ui",
+                    "--prefect-port",
+                    str(self.prefect_port),
+                    "--mlflow-port",
+                    str(self.mlflow_port),
+                    "--params",
+                    self.params,
+                ],
+                cwd=self.project,
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while "ready;" not in self.output():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -108,7 +124,9 @@ def artifacts(flow_run_id) -> dict[str, object]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {a.key: a for a in found}
 
 
@@ -118,6 +136,8 @@ def mlflow_loop_run(store: str, flow_run_id):
 
     client = MlflowClient(store)
     exps = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(exps, f"tags.`prefect.flow_run_id` = '{flow_run_id}' and tags.`synthloop.generation` = 'loop'")
+    runs = client.search_runs(
+        exps, f"tags.`prefect.flow_run_id` = '{flow_run_id}' and tags.`synthloop.generation` = 'loop'"
+    )
     assert len(runs) == 1, runs
     return client, runs[0]

@@ -25,15 +25,15 @@ from ..io import DataError
 
 log = logging.getLogger("synthloop")
 
-MAX_RETRY_WAIT_S = 60.0     # cap on one backoff / Retry-After wait
+MAX_RETRY_WAIT_S = 60.0  # cap on one backoff / Retry-After wait
 DETAIL_CHARS = 500
 
 
 @dataclass(frozen=True)
 class Reply:
-    text: str | None   # the completion (status ok)
-    status: str        # "ok" | "malformed" (a 200 that is no OpenAI reply) | "error" (the request failed)
-    detail: str = ""   # why it failed, or the malformed body (truncated, key redacted)
+    text: str | None  # the completion (status ok)
+    status: str  # "ok" | "malformed" (a 200 that is no OpenAI reply) | "error" (the request failed)
+    detail: str = ""  # why it failed, or the malformed body (truncated, key redacted)
 
 
 def api_key(env_var: str | None, key: str) -> str | None:
@@ -42,8 +42,10 @@ def api_key(env_var: str | None, key: str) -> str | None:
         return None
     value = os.environ.get(env_var, "").strip()
     if not value:
-        raise DataError(f"{key} = {env_var}, but that environment variable is not set; export it, or set "
-                        f"{key}: null for a server without a key")
+        raise DataError(
+            f"{key} = {env_var}, but that environment variable is not set; export it, or set "
+            f"{key}: null for a server without a key"
+        )
     return value
 
 
@@ -89,9 +91,19 @@ class _Run:
 
 
 class OpenAIClient:
-    def __init__(self, base_url: str, model: str, route: str, api_key: str | None, timeout_s: float,
-                 concurrency: int, retries: int, backoff_s: float = 0.5, what: str = "endpoint",
-                 url_key: str = "the base URL"):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        route: str,
+        api_key: str | None,
+        timeout_s: float,
+        concurrency: int,
+        retries: int,
+        backoff_s: float = 0.5,
+        what: str = "endpoint",
+        url_key: str = "the base URL",
+    ):
         root = base_url.rstrip("/")
         root = root[:-3] if root.endswith("/v1") else root
         self.base_url, self.model, self.route, self.what, self.url_key = base_url, model, route, what, url_key
@@ -114,17 +126,22 @@ class OpenAIClient:
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         state = _Run(probe=min(len(bodies), self.concurrency))
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        with httpx.Client(timeout=self.timeout_s, limits=limits, headers=headers) as client, \
-                ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="http") as pool:
+        with (
+            httpx.Client(timeout=self.timeout_s, limits=limits, headers=headers) as client,
+            ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="http") as pool,
+        ):
             replies = list(pool.map(lambda b: self._one(client, {"model": self.model, **b}, state), bodies))
         if not state.connected:
-            raise DataError(f"{self.what} {self.base_url} is unreachable: no request connected "
-                            f"({self.retries} retries each); start the server or fix {self.url_key}")
+            raise DataError(
+                f"{self.what} {self.base_url} is unreachable: no request connected "
+                f"({self.retries} retries each); start the server or fix {self.url_key}"
+            )
         failed = Counter(r.detail for r in replies if r.status == "error")
         if failed:
             why = ", ".join(f"{reason}: {n}" for reason, n in failed.most_common(3))
-            log.warning("%s %s: %d of %d requests failed (%s)", self.what, self.url, sum(failed.values()),
-                        len(bodies), why)
+            log.warning(
+                "%s %s: %d of %d requests failed (%s)", self.what, self.url, sum(failed.values()), len(bodies), why
+            )
         return replies
 
     def _one(self, client, body: dict, state: _Run) -> Reply:
@@ -143,9 +160,10 @@ class OpenAIClient:
                 break
             wait = failure.wait
             if wait is None:
-                wait = self.backoff_s * 2 ** attempt * random.uniform(1, 1.25)  # jitter: no lockstep retries
-            log.debug("%s %s: %s; retry %d/%d in %.2fs", self.what, self.url, failure.why, attempt + 1,
-                      self.retries, wait)
+                wait = self.backoff_s * 2**attempt * random.uniform(1, 1.25)  # jitter: no lockstep retries
+            log.debug(
+                "%s %s: %s; retry %d/%d in %.2fs", self.what, self.url, failure.why, attempt + 1, self.retries, wait
+            )
             state.abort.wait(min(wait, MAX_RETRY_WAIT_S))
         state.failed(failure.connect)
         return Reply(None, "error", self.redact(failure.why)[:DETAIL_CHARS])
@@ -156,8 +174,9 @@ class OpenAIClient:
         try:
             resp = client.post(self.url, json=body)
         except httpx.TimeoutException as exc:
-            raise _Failure(f"timeout after {self.timeout_s}s", retry=True,
-                           connect=isinstance(exc, httpx.ConnectTimeout)) from None
+            raise _Failure(
+                f"timeout after {self.timeout_s}s", retry=True, connect=isinstance(exc, httpx.ConnectTimeout)
+            ) from None
         except httpx.ConnectError:
             raise _Failure("connection refused", retry=True, connect=True) from None
         except httpx.TransportError as exc:

@@ -32,8 +32,11 @@ METRICS = [
     ("pronoun_tv", "he/she/they TV to real", "lower"),
 ]
 # the one-glance figure: (column, title); real-data fit first, then diversity and tails
-HEADLINE = [("test_ce_delta", "Δ real test cross-entropy (nats)"), ("distinct_2", "distinct-2 of samples"),
-            ("rare_coverage", "rare real word types in samples")]
+HEADLINE = [
+    ("test_ce_delta", "Δ real test cross-entropy (nats)"),
+    ("distinct_2", "distinct-2 of samples"),
+    ("rare_coverage", "rare real word types in samples"),
+]
 TABLE = ["test_ce", "distinct_2", "self_bleu", "unigram_js", "rare_coverage", "ref_ppl_p50", "name_tv"]
 
 
@@ -75,15 +78,16 @@ def curves(df: pd.DataFrame, metrics: list[str], out: Path, title: str, delta: b
             stats = g.groupby("generation")[column].agg(["mean", "std"]).fillna(0.0)
             x = stats.index.to_numpy()
             ax.plot(x, stats["mean"], marker="o", ms=3, color=colors(i % 10), label=arm)
-            ax.fill_between(x, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                            color=colors(i % 10), alpha=0.15, lw=0)
+            ax.fill_between(
+                x, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=colors(i % 10), alpha=0.15, lw=0
+            )
         if delta:
             ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(f"{'Δ ' if delta else ''}{metric}", fontsize=10)
         ax.set_xlabel("generation")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=9)
@@ -103,8 +107,7 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
     plt = plots.pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), constrained_layout=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), constrained_layout=True, squeeze=False)
     colors = plt.get_cmap("tab10")
     for ax, (column, label) in zip(axes.flat, panels):
         means = {arm: g.groupby("generation")[column].mean() for arm, g in df.groupby("arm", sort=False)}
@@ -120,8 +123,13 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
             pad = 0.1 * (high - low or 1.0)
             ax.set_ylim(low - pad, high + 3 * pad)
             for n, arm in enumerate(sorted(wild)):
-                ax.annotate(f"{arm} off scale: {means[arm].iloc[-1]:+.3g} at gen {means[arm].index[-1]}",
-                            xy=(0.02, 0.97 - 0.07 * n), xycoords="axes fraction", va="top", fontsize=8)
+                ax.annotate(
+                    f"{arm} off scale: {means[arm].iloc[-1]:+.3g} at gen {means[arm].index[-1]}",
+                    xy=(0.02, 0.97 - 0.07 * n),
+                    xycoords="axes fraction",
+                    va="top",
+                    fontsize=8,
+                )
         if column.endswith("_delta"):
             ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(label, fontsize=10)
@@ -145,8 +153,9 @@ def ref_histograms(df: pd.DataFrame, root: Path, out: Path) -> bool:
     last = int(df["generation"].max())
     cols = min(4, len(arms))
     rows = -(-len(arms) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), constrained_layout=True,
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 3.0 * rows), constrained_layout=True, squeeze=False, sharex=True
+    )
     cmap = plt.get_cmap("viridis")
     for ax, arm in zip(axes.flat, arms):
         dirs = df[df["arm"] == arm]["run_dir"].unique()
@@ -161,7 +170,7 @@ def ref_histograms(df: pd.DataFrame, root: Path, out: Path) -> bool:
         ax.set_xscale("log")
         ax.set_title(arm, fontsize=10)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(arms):]:
+    for ax in list(axes.flat)[len(arms) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.supxlabel("perplexity of a sample under the generation-0 model (log)")
@@ -210,15 +219,32 @@ def write_report(summary: Path, out: Path, title: str = "synthloop report", root
     hist = ref_histograms(df, root, out / "ref_ppl_hist.png")
     head = headline(df, out / "headline.png", title)
     seeds = df.groupby("arm")["seed"].nunique()
-    text = [f"# {title}", "",
-            f"{df['arm'].nunique()} arms x {int(seeds.max())} seeds, generations 0-{last}; source `{summary}`.", "",
-            *(["![headline](headline.png)", ""] if head else []),
-            f"## Generation {last} (mean ± sd over seeds; Δ = change since generation 0)", "",
-            markdown_table(final_table(df, [m for m in TABLE if m in metrics])), "",
-            "## Metrics by generation", "", "![metrics](metrics.png)", "",
-            "## Change since generation 0", "", "![delta](delta.png)", ""]
+    text = [
+        f"# {title}",
+        "",
+        f"{df['arm'].nunique()} arms x {int(seeds.max())} seeds, generations 0-{last}; source `{summary}`.",
+        "",
+        *(["![headline](headline.png)", ""] if head else []),
+        f"## Generation {last} (mean ± sd over seeds; Δ = change since generation 0)",
+        "",
+        markdown_table(final_table(df, [m for m in TABLE if m in metrics])),
+        "",
+        "## Metrics by generation",
+        "",
+        "![metrics](metrics.png)",
+        "",
+        "## Change since generation 0",
+        "",
+        "![delta](delta.png)",
+        "",
+    ]
     if hist:
-        text += ["## Tails: sample perplexity under the generation-0 model", "", "![ref_ppl_hist](ref_ppl_hist.png)", ""]
+        text += [
+            "## Tails: sample perplexity under the generation-0 model",
+            "",
+            "![ref_ppl_hist](ref_ppl_hist.png)",
+            "",
+        ]
     text += ["## Metrics", ""] + [f"- `{m}`: {what} ({good} is better)" for m, what, good in METRICS if m in metrics]
     report = out / "report.md"
     io.write_text(report, "\n".join(text) + "\n")

@@ -29,12 +29,33 @@ from ..ledger import Ledger
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$"
 # knobs that cannot change generation 0 (it trains on real data and samples at T=1)
-NOT_GEN0 = ("paths.", "tracking.", "loop.chain", "grade.", "mix.strategy", "mix.real_fraction",
-            "generate.temperature", "generate.top_k", "generate.top_p", "generate.num_samples",
-            "generate.prompt", "train.init")
+NOT_GEN0 = (
+    "paths.",
+    "tracking.",
+    "loop.chain",
+    "grade.",
+    "mix.strategy",
+    "mix.real_fraction",
+    "generate.temperature",
+    "generate.top_k",
+    "generate.top_p",
+    "generate.num_samples",
+    "generate.prompt",
+    "train.init",
+)
 # knob columns every sweep summary carries, whatever the grid
-KNOBS = ("mix.strategy", "mix.real_fraction", "generate.temperature", "generate.top_k", "generate.top_p",
-         "generate.num_samples", "grade.self_rule", "grade.self_fraction", "train.init", "train.steps")
+KNOBS = (
+    "mix.strategy",
+    "mix.real_fraction",
+    "generate.temperature",
+    "generate.top_k",
+    "generate.top_p",
+    "generate.num_samples",
+    "grade.self_rule",
+    "grade.self_fraction",
+    "train.init",
+    "train.steps",
+)
 
 
 class SweepSpec(BaseModel):
@@ -120,8 +141,11 @@ def plan(spec: SweepSpec, root: Path) -> list[SweepRun]:
             raw["loop"]["seed"] = seed
             data_key = params_hash(parse_params(raw, source), sections=("data", "tokenizer"))
             folder = home / "runs" / f"{arm}-s{seed}"
-            raw["paths"] = {"data": str(home / f"data-{data_key[:8]}"), "gens": str(folder / "gens"),
-                            "reports": str(folder / "reports")}
+            raw["paths"] = {
+                "data": str(home / f"data-{data_key[:8]}"),
+                "gens": str(folder / "gens"),
+                "reports": str(folder / "reports"),
+            }
             runs.append(SweepRun(arm, seed, raw, parse_params(raw, source), root / folder))
     return runs
 
@@ -141,8 +165,14 @@ def share_finished(run: SweepRun, done: list[SweepRun], root: Path) -> list[str]
         book.record("prepare", None)
         shared.append("prepare")
     key = params_hash(run.params, drop=NOT_GEN0)
-    donor = next((d for d in done if params_hash(d.params, drop=NOT_GEN0) == key
-                  and Ledger.of(d.params, root).done("evaluate", 0)), None)
+    donor = next(
+        (
+            d
+            for d in done
+            if params_hash(d.params, drop=NOT_GEN0) == key and Ledger.of(d.params, root).done("evaluate", 0)
+        ),
+        None,
+    )
     if donor and book.finished == ["prepare"]:
         src, dst = Layout.of(donor.params, root).gen(0), lay.gen(0)
         shutil.rmtree(dst, ignore_errors=True)
@@ -164,8 +194,13 @@ def summary_rows(spec: SweepSpec, runs: list[SweepRun], root: Path) -> list[dict
         if not summary.is_file():
             continue
         flat = flatten(run.params)
-        ident = {"sweep": spec.name, "run": run.name, "arm": run.arm, "seed": run.seed,
-                 "run_dir": os.path.relpath(run.folder, root)}
+        ident = {
+            "sweep": spec.name,
+            "run": run.name,
+            "arm": run.arm,
+            "seed": run.seed,
+            "run_dir": os.path.relpath(run.folder, root),
+        }
         knobs = {k: flat[k] for k in (*KNOBS, *[c for c in changed if c not in KNOBS])}
         rows += [{**ident, **knobs, **r} for r in read_summary(summary)]
     return rows

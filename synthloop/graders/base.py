@@ -33,8 +33,8 @@ Scores = dict[str, list[float | None]]
 
 @dataclass(frozen=True)
 class Graded:
-    scores: Scores                  # columns written into each row's `scores`
-    reasons: list[str | None]       # drop reason per sample (None = kept)
+    scores: Scores  # columns written into each row's `scores`
+    reasons: list[str | None]  # drop reason per sample (None = kept)
     rule: rules.Rule | None = None  # the fitted keep rule (audited graders)
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -90,8 +90,9 @@ class GradeEnv:
             return self._ppl[(g, cache)]
         if not texts:
             return []
-        nll = lm.sequence_nll(self.model(g), lm.encode(self.tok, texts), lm.eos_id(self.tok),
-                              self.p.generate.batch_size, self.device)
+        nll = lm.sequence_nll(
+            self.model(g), lm.encode(self.tok, texts), lm.eos_id(self.tok), self.p.generate.batch_size, self.device
+        )
         out = [math.exp(s / n) if n else None for s, n in nll]
         if cache:
             self._ppl[(g, cache)] = out
@@ -103,7 +104,7 @@ class GradeEnv:
         n = self.p.generate.max_new_tokens
         out = []
         for text, enc in zip(texts, self.tok.encode_batch(texts)):
-            out.append(text if len(enc.ids) <= n else text[:enc.offsets[n - 1][1]])
+            out.append(text if len(enc.ids) <= n else text[: enc.offsets[n - 1][1]])
         return out
 
     @cached_property
@@ -124,7 +125,9 @@ class GradeEnv:
         for j in range(1, self.k):
             path = self.lay.graded(j)
             if not path.is_file():
-                raise io.DataError(f"{path}: missing; grade generation {j} first (dedup compares each "
-                                   "generation with the kept samples of the earlier ones)")
+                raise io.DataError(
+                    f"{path}: missing; grade generation {j} first (dedup compares each "
+                    "generation with the kept samples of the earlier ones)"
+                )
             texts += [r["text"] for r in io.read_rows(path) if r["kept"]]
         return texts

@@ -25,11 +25,15 @@ def contamination(text: str, test: set[tuple[str, ...]], n: int) -> float:
 
 class DecontamGrader(Grader):
     """Drops samples whose share of test-split word n-grams exceeds grade.decontam_threshold."""
+
     name = "decontaminate"
 
     def grade(self, texts):
         n = self.cfg.decontam_ngram
         test = ngram_set(self.env.test_texts, n)
         shares = [contamination(t, test, n) for t in texts]
-        return graded({"contamination": shares}, "contamination",
-                      Rule(high=self.cfg.decontam_threshold, above="contaminated", prefer="lower"))
+        return graded(
+            {"contamination": shares},
+            "contamination",
+            Rule(high=self.cfg.decontam_threshold, above="contaminated", prefer="lower"),
+        )

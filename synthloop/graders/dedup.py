@@ -28,8 +28,9 @@ from datasketch import MinHash, MinHashLSH
 
 from ..metrics.text import words
 from .base import Graded, Grader
+
 _PRIME = np.uint32(0x01000193)  # FNV prime: combines a shingle's word hashes
-_CHUNK = 1 << 17                # shingles sketched per numpy pass (128 perms: 64 MB)
+_CHUNK = 1 << 17  # shingles sketched per numpy pass (128 perms: 64 MB)
 
 
 def normalise(text: str) -> str:
@@ -58,7 +59,7 @@ def shingle_hashes(words: list[str], n: int, cache: dict[str, int] | None = None
         return w
     h = np.zeros(len(w) - n + 1, dtype=np.uint32)
     for j in range(n):
-        h = h * _PRIME + w[j:len(w) - n + 1 + j]
+        h = h * _PRIME + w[j : len(w) - n + 1 + j]
     return h
 
 
@@ -81,8 +82,9 @@ class Sketcher:
         self.words = _WordHashes()
 
     def minhash(self, signature: np.ndarray) -> MinHash:
-        return MinHash(num_perm=self.num_perm, hashvalues=signature, permutations=self.template.permutations,
-                       scheme="affine32")
+        return MinHash(
+            num_perm=self.num_perm, hashvalues=signature, permutations=self.template.permutations, scheme="affine32"
+        )
 
     def signatures(self, normalised: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(signatures: one row per text, has_shingles: False for empty texts, whose row is meaningless)."""
@@ -106,8 +108,9 @@ class Sketcher:
         return out, sizes > 0
 
 
-def dedup(texts: list[str], earlier: list[str], threshold: float, num_perm: int,
-          shingle: int) -> tuple[list[str | None], list[float]]:
+def dedup(
+    texts: list[str], earlier: list[str], threshold: float, num_perm: int, shingle: int
+) -> tuple[list[str | None], list[float]]:
     """Drop reason (dedup_exact, dedup_near or None) and the highest similarity found for
     each text (1 for an exact duplicate, else the best estimated Jaccard among the LSH
     candidates, 0 when there are none), against `earlier` texts and the kept texts before it."""
@@ -150,6 +153,7 @@ def dedup(texts: list[str], earlier: list[str], threshold: float, num_perm: int,
 
 class DedupGrader(Grader):
     """Exact and near duplicates of earlier kept samples (this and earlier generations); not audited."""
+
     name = "dedup"
 
     def grade(self, texts):

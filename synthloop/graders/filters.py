@@ -38,6 +38,7 @@ def filter_reason(text: str, cfg: GradeParams) -> str | None:
 
 class FilterGrader(Grader):
     """Length, repetition and garbage characters (fixed bars, nothing fitted); audited on repetition."""
+
     name, audit_key = "filters", "repetition"
 
     def grade(self, texts):

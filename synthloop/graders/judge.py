@@ -21,7 +21,7 @@ from .judge_prompt import REPLY_CHARS, RUBRIC_VERSION, Verdict, build_messages, 
 from .rules import Rule
 
 JUDGE_SHARD = 32  # samples per resumable shard of judge verdicts
-GEN0 = "gen0"     # grade.judge_model_dir: this loop's generation-0 model
+GEN0 = "gen0"  # grade.judge_model_dir: this loop's generation-0 model
 MAX_TOKENS = 128  # reply length asked of an HTTP judge
 
 
@@ -51,7 +51,7 @@ class HttpJudge:
             return Verdict(None, "unparsed", reply.detail[:REPLY_CHARS])
         answer = reply.text
         if self.client.route == "completions" and answer.startswith(build_prompt(text)):
-            answer = answer[len(build_prompt(text)):]  # a server that echoes the prompt: keep the reply only
+            answer = answer[len(build_prompt(text)) :]  # a server that echoes the prompt: keep the reply only
         return verdict(answer)
 
     def judge(self, texts: list[str]) -> list[Verdict]:
@@ -68,13 +68,24 @@ def make_judge(cfg: GradeParams, model_dir: str | None, device: str) -> Judge:
 
         return LocalJudge(Path(model_dir), cfg.judge_mode, device)
     key = api_key(cfg.judge_api_key_env, "grade.judge_api_key_env")
-    return HttpJudge(OpenAIClient(cfg.judge_base_url, cfg.judge_model, cfg.judge_route, key, cfg.judge_timeout_s,
-                                  cfg.judge_concurrency, cfg.judge_retries, what="judge endpoint",
-                                  url_key="grade.judge_base_url"))
+    return HttpJudge(
+        OpenAIClient(
+            cfg.judge_base_url,
+            cfg.judge_model,
+            cfg.judge_route,
+            key,
+            cfg.judge_timeout_s,
+            cfg.judge_concurrency,
+            cfg.judge_retries,
+            what="judge endpoint",
+            url_key="grade.judge_base_url",
+        )
+    )
 
 
 class JudgeGrader(Grader):
     """An LLM judge's 1-10 score; kept by grade.judge_rule (threshold, or the best fraction)."""
+
     name, audit_key = "judge", "judge_score"
 
     @cached_property
@@ -85,15 +96,33 @@ class JudgeGrader(Grader):
         folder = self.env.lay.model(0) if c.judge_model_dir == GEN0 else root / (c.judge_model_dir or "")
         model_dir = str(folder.resolve()) if c.judge_model_dir else None
         digest = io.weights_md5(folder) if c.judge_model_dir else None
-        settings = "|".join(map(str, (RUBRIC_VERSION, c.judge_backend, c.judge_mode, model_dir, digest,
-                                      c.judge_base_url, c.judge_model, c.judge_route)))
+        settings = "|".join(
+            map(
+                str,
+                (
+                    RUBRIC_VERSION,
+                    c.judge_backend,
+                    c.judge_mode,
+                    model_dir,
+                    digest,
+                    c.judge_base_url,
+                    c.judge_model,
+                    c.judge_route,
+                ),
+            )
+        )
         return make_judge(c, model_dir, self.env.p.compute.device), settings
 
     def verdicts(self, texts: list[str], part: str) -> list[dict]:
         judge, settings = self._judge
-        return score_in_shards(texts, lambda chunk: [asdict(v) for v in judge.judge(chunk)],
-                               self.env.lay.judge_shards(self.env.k) / part, JUDGE_SHARD,
-                               f"gen {self.env.k}: judge {part}", settings)
+        return score_in_shards(
+            texts,
+            lambda chunk: [asdict(v) for v in judge.judge(chunk)],
+            self.env.lay.judge_shards(self.env.k) / part,
+            JUDGE_SHARD,
+            f"gen {self.env.k}: judge {part}",
+            settings,
+        )
 
     def fit(self, scores: list[float | None]) -> Rule:
         c = self.cfg

@@ -24,20 +24,24 @@ def _load_local(model_dir: Path, device: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
     if not (model_dir / "config.json").is_file():
-        raise DataError(f"grade.judge_model_dir = {model_dir}: no model here (config.json missing); "
-                        "point it at a folder with a transformers causal LM")
+        raise DataError(
+            f"grade.judge_model_dir = {model_dir}: no model here (config.json missing); "
+            "point it at a folder with a transformers causal LM"
+        )
     if not any(model_dir.glob("*.safetensors")):
-        raise DataError(f"grade.judge_model_dir = {model_dir}: no .safetensors weights; only safetensors "
-                        "are loaded (pickled .bin weights can run code)")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, local_files_only=True,
-                                                 trust_remote_code=False)
+        raise DataError(
+            f"grade.judge_model_dir = {model_dir}: no .safetensors weights; only safetensors "
+            "are loaded (pickled .bin weights can run code)"
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, use_safetensors=True, local_files_only=True, trust_remote_code=False
+    )
     if (model_dir / "tokenizer_config.json").is_file():  # a downloaded HF model: its own special tokens
         tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
-    elif (model_dir / "tokenizer.json").is_file():       # a synthloop model: the bare tokenizers file
+    elif (model_dir / "tokenizer.json").is_file():  # a synthloop model: the bare tokenizers file
         tok = PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"))
     else:
-        raise DataError(f"grade.judge_model_dir = {model_dir}: no tokenizer.json; "
-                        "save the tokenizer beside the model")
+        raise DataError(f"grade.judge_model_dir = {model_dir}: no tokenizer.json; save the tokenizer beside the model")
     return model.to(lm.resolve_device(device)).eval(), tok
 
 
@@ -60,15 +64,16 @@ def score_tokens(tok) -> tuple[str, dict[int, int]]:
         ids = {n: _single_id(tok, form.format(n), "SAMPLE>>>\n\n" + cue) for n in range(1, 11)}
         if all(ids[n] is not None for n in range(1, 10)):
             return cue, {n: i for n, i in ids.items() if i is not None}
-    raise DataError("grade.judge_mode = logits: the judge's tokenizer has no single-token digits 1-9; "
-                    "use grade.judge_mode: generate")
+    raise DataError(
+        "grade.judge_mode = logits: the judge's tokenizer has no single-token digits 1-9; "
+        "use grade.judge_mode: generate"
+    )
 
 
 class LocalJudge:
     """A causal LM in this process; work is batched (logits: one padded forward per batch)."""
 
-    def __init__(self, model_dir: Path, mode: str, device: str = "cpu", batch_size: int = 32,
-                 reply_tokens: int = 24):
+    def __init__(self, model_dir: Path, mode: str, device: str = "cpu", batch_size: int = 32, reply_tokens: int = 24):
         self.model, self.tok = _load_local(model_dir, device)
         self.mode, self.batch_size, self.reply_tokens = mode, batch_size, reply_tokens
         cfg = self.model.config
@@ -111,11 +116,12 @@ class LocalJudge:
                 ids = torch.full((len(idx), max(lens)), self.eos, dtype=torch.long)
                 mask = torch.zeros_like(ids)
                 for row, i in enumerate(idx):  # right padding: positions of real tokens stay 0..n-1
-                    ids[row, :lens[row]] = torch.tensor(seqs[i])
-                    mask[row, :lens[row]] = 1
+                    ids[row, : lens[row]] = torch.tensor(seqs[i])
+                    mask[row, : lens[row]] = 1
                 last_pos = (torch.tensor(lens) - 1)[:, None].to(device)  # the vocab projection for these only
-                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                    logits_to_keep=last_pos).logits
+                logits = self.model(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=last_pos
+                ).logits
                 last = logits.reshape(len(idx), -1).float().cpu()
                 probs = last[:, digits].softmax(-1)
                 for row, i in enumerate(idx):
@@ -132,17 +138,24 @@ class LocalJudge:
 
         room = self.context - self.reply_tokens
         if room < 8:
-            raise DataError(f"grade.judge_model_dir: context {self.context} leaves no room for a "
-                            f"{self.reply_tokens}-token reply; use a model with a longer context")
+            raise DataError(
+                f"grade.judge_model_dir: context {self.context} leaves no room for a "
+                f"{self.reply_tokens}-token reply; use a model with a longer context"
+            )
         prompts = [self._ids(build_prompt(t), room) for t in texts]
         replies = [""] * len(texts)
         with torch.no_grad():
             for rows in lm.batches_by_length([len(p) for p in prompts], self.batch_size, equal=True):
                 ids = torch.tensor([prompts[i] for i in rows], device=self.model.device)
-                out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                          max_new_tokens=self.reply_tokens, pad_token_id=self.eos,
-                                          eos_token_id=self.eos)
-                for i, new in zip(rows, out[:, ids.size(1):].tolist()):  # the new tokens only
-                    new = new[:new.index(self.eos)] if self.eos in new else new
+                out = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=False,
+                    max_new_tokens=self.reply_tokens,
+                    pad_token_id=self.eos,
+                    eos_token_id=self.eos,
+                )
+                for i, new in zip(rows, out[:, ids.size(1) :].tolist()):  # the new tokens only
+                    new = new[: new.index(self.eos)] if self.eos in new else new
                     replies[i] = self.tok.decode(new, skip_special_tokens=True)
         return [verdict(r) for r in replies]

@@ -11,6 +11,7 @@ from .rules import Rule
 
 class SelfGrader(Grader):
     """Perplexity under the model that wrote the sample (generation k-1), kept by grade.self_rule."""
+
     name, audit_key = "self", "self_ppl"
 
     def fit(self, ppl: list[float | None]) -> Rule:
@@ -36,6 +37,7 @@ class SelfGrader(Grader):
 
 class ReferenceGrader(Grader):
     """Perplexity under the frozen generation-0 model; band: kept within the real audit documents' quantiles."""
+
     name, audit_key = "reference", "ref_ppl"
 
     def fit(self) -> Rule:
@@ -50,8 +52,11 @@ class ReferenceGrader(Grader):
 
     def grade(self, texts):
         rule = self.fit()
-        stats = {} if self.cfg.reference_rule == "none" else \
-            {"reference_band_low": rule.low, "reference_band_high": rule.high}
+        stats = (
+            {}
+            if self.cfg.reference_rule == "none"
+            else {"reference_band_low": rule.low, "reference_band_high": rule.high}
+        )
         return graded({"ref_ppl": self.env.ppl(0, texts)}, "ref_ppl", rule, **stats)
 
     def score(self, texts):

@@ -24,14 +24,14 @@ Values = Sequence[float | None]
 class Rule:
     low: float = -math.inf
     high: float = math.inf
-    below: str | None = None      # drop reason of a score below `low`
-    above: str | None = None      # drop reason of a score above `high`
-    unscored: str | None = None   # drop reason of a text without a score (None: kept)
-    scale: float | None = None    # resample: keep with probability min(1, odds(score) / scale)
-    reason: str | None = None     # drop reason of a resampling rejection
-    seed: int = 0                 # resampling draw (samples only; real text gets the probability)
-    prefer: str = "higher"        # which scores the grader likes: higher, lower, or centre
-    centre: float = 0.0           # prefer = centre: log-score the grader likes most
+    below: str | None = None  # drop reason of a score below `low`
+    above: str | None = None  # drop reason of a score above `high`
+    unscored: str | None = None  # drop reason of a text without a score (None: kept)
+    scale: float | None = None  # resample: keep with probability min(1, odds(score) / scale)
+    reason: str | None = None  # drop reason of a resampling rejection
+    seed: int = 0  # resampling draw (samples only; real text gets the probability)
+    prefer: str = "higher"  # which scores the grader likes: higher, lower, or centre
+    centre: float = 0.0  # prefer = centre: log-score the grader likes most
 
 
 def _array(values: Values) -> np.ndarray:

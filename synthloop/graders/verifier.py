@@ -44,9 +44,16 @@ class Verifier:
         from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.preprocessing import normalize
 
-        counts = CountVectorizer(vocabulary=self.vocabulary, ngram_range=tuple(self.analyzer["ngram_range"]),
-                                 token_pattern=self.analyzer["token_pattern"],
-                                 lowercase=self.analyzer["lowercase"]).transform(texts).astype(np.float64)
+        counts = (
+            CountVectorizer(
+                vocabulary=self.vocabulary,
+                ngram_range=tuple(self.analyzer["ngram_range"]),
+                token_pattern=self.analyzer["token_pattern"],
+                lowercase=self.analyzer["lowercase"],
+            )
+            .transform(texts)
+            .astype(np.float64)
+        )
         if self.analyzer["sublinear_tf"]:
             np.log(counts.data, counts.data)
             counts.data += 1
@@ -61,8 +68,15 @@ class Verifier:
         return expit(self.features(texts) @ self.coef + self.intercept)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "analyzer": self.analyzer, "vocabulary": self.vocabulary,
-                "idf": self.idf.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept, "info": self.info}
+        return {
+            "format": FORMAT,
+            "analyzer": self.analyzer,
+            "vocabulary": self.vocabulary,
+            "idf": self.idf.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "info": self.info,
+        }
 
     @classmethod
     def from_json(cls, obj: Any, source: str = "verifier") -> Verifier:
@@ -84,25 +98,40 @@ def fit(real: list[str], synthetic: list[str], seed: int) -> Verifier:
     from sklearn.linear_model import LogisticRegression
 
     if len(real) < 2 or len(synthetic) < 2:
-        raise io.DataError(f"verifier: needs at least 2 real and 2 synthetic texts, got {len(real)} and "
-                           f"{len(synthetic)}; raise grade.verifier_train_size")
+        raise io.DataError(
+            f"verifier: needs at least 2 real and 2 synthetic texts, got {len(real)} and "
+            f"{len(synthetic)}; raise grade.verifier_train_size"
+        )
     texts, labels = real + synthetic, np.array([1] * len(real) + [0] * len(synthetic))
-    vec = TfidfVectorizer(ngram_range=tuple(ANALYZER["ngram_range"]), token_pattern=ANALYZER["token_pattern"],
-                          lowercase=ANALYZER["lowercase"], sublinear_tf=ANALYZER["sublinear_tf"],
-                          min_df=MIN_DF if len(texts) >= 20 else 1, max_features=MAX_FEATURES, dtype=np.float64)
+    vec = TfidfVectorizer(
+        ngram_range=tuple(ANALYZER["ngram_range"]),
+        token_pattern=ANALYZER["token_pattern"],
+        lowercase=ANALYZER["lowercase"],
+        sublinear_tf=ANALYZER["sublinear_tf"],
+        min_df=MIN_DF if len(texts) >= 20 else 1,
+        max_features=MAX_FEATURES,
+        dtype=np.float64,
+    )
     try:
         vec.fit(texts)
     except ValueError:  # empty vocabulary: no text has a word
-        raise io.DataError("verifier: the training texts have no words; check grade.verifier_train_size "
-                           "and the generation-0 samples") from None
+        raise io.DataError(
+            "verifier: the training texts have no words; check grade.verifier_train_size and the generation-0 samples"
+        ) from None
     vocab = {term: int(i) for term, i in vec.vocabulary_.items()}
     untrained = Verifier(vocab, vec.idf_.astype(np.float64), np.zeros(len(vocab)), 0.0)
     x = untrained.features(texts)
     clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x, labels)
     model = Verifier(vocab, untrained.idf, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]))
     p = model.score(texts)
-    info = {"n_real": len(real), "n_synthetic": len(synthetic), "n_features": len(vocab),
-            "train_accuracy": float(np.mean((p >= 0.5) == labels)), "C": C, "min_df": vec.min_df}
+    info = {
+        "n_real": len(real),
+        "n_synthetic": len(synthetic),
+        "n_features": len(vocab),
+        "train_accuracy": float(np.mean((p >= 0.5) == labels)),
+        "C": C,
+        "min_df": vec.min_df,
+    }
     return Verifier(model.vocabulary, model.idf, model.coef, model.intercept, model.analyzer, info)
 
 
@@ -125,6 +154,7 @@ def load(path: Path, key: str) -> Verifier | None:
 
 class VerifierGrader(Grader):
     """P(real) from the classifier, trained once per loop (stored beside generation 0, keyed by its inputs)."""
+
     name, audit_key = "verifier", "verifier_p"
 
     @cached_property
@@ -132,11 +162,20 @@ class VerifierGrader(Grader):
         env, p = self.env, self.env.p
         model0 = env.lay.model(0) / "model.safetensors"
         if not model0.is_file():
-            raise io.DataError(f"{model0}: missing; the verifier trains on generation-0 samples: "
-                               "run the train stage for generation 0 first")
-        key = content_key(io.md5_file(env.lay.real_train), io.md5_file(model0), p.loop.seed,
-                          self.cfg.verifier_train_size, p.generate.max_new_tokens, p.generate.batch_size,
-                          p.compute.threads, FORMAT)
+            raise io.DataError(
+                f"{model0}: missing; the verifier trains on generation-0 samples: "
+                "run the train stage for generation 0 first"
+            )
+        key = content_key(
+            io.md5_file(env.lay.real_train),
+            io.md5_file(model0),
+            p.loop.seed,
+            self.cfg.verifier_train_size,
+            p.generate.max_new_tokens,
+            p.generate.batch_size,
+            p.compute.threads,
+            FORMAT,
+        )
         found = load(env.lay.verifier, key)  # trained once per loop: reused while its inputs match
         if found is not None:
             return found
@@ -153,8 +192,15 @@ class VerifierGrader(Grader):
         real = env.cut([docs[i] for i in sorted(rng.sample(range(len(docs)), min(n, len(docs))))])
         cfg = p.generate.model_copy(update={"num_samples": n, "temperature": 1.0, "top_k": 0, "top_p": 1.0})
         eos = lm.eos_id(env.tok)
-        ids = sample(env.model(0), [[eos]] * n, cfg, eos, derive_seed(p.loop.seed, "verifier-samples"),
-                     env.device, desc="verifier: gen-0 samples")
+        ids = sample(
+            env.model(0),
+            [[eos]] * n,
+            cfg,
+            eos,
+            derive_seed(p.loop.seed, "verifier-samples"),
+            env.device,
+            desc="verifier: gen-0 samples",
+        )
         synthetic = [t for t in lm.decode(env.tok, ids) if t.strip()]
         return [t for t in real if t.strip()], synthetic
 
@@ -163,14 +209,18 @@ class VerifierGrader(Grader):
         if c.verifier_rule == "top" and p:
             return Rule(low=rules.rank_cut(p, c.verifier_fraction, highest=True), below=reason)
         if c.verifier_rule == "resample" and p:
-            return Rule(scale=rules.resample_scale(rules.odds(p), c.verifier_fraction), reason=reason,
-                        seed=self.env.ctx.seed("grade-verifier"))
+            return Rule(
+                scale=rules.resample_scale(rules.odds(p), c.verifier_fraction),
+                reason=reason,
+                seed=self.env.ctx.seed("grade-verifier"),
+            )
         return Rule()
 
     def grade(self, texts):
         p = self.score(texts)
-        info = {f"verifier_{k}": float(v) for k, v in self.classifier.info.items()
-                if k in ("train_accuracy", "n_features")}
+        info = {
+            f"verifier_{k}": float(v) for k, v in self.classifier.info.items() if k in ("train_accuracy", "n_features")
+        }
         return graded({"verifier_p": p}, "verifier_p", self.fit(p), **info)
 
     def score(self, texts):

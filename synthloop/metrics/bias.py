@@ -26,7 +26,8 @@ from .text import words
 
 _CAPITAL = re.compile(r"\b[A-Z][a-z]+\b")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019"
-_STOP = frozenset("""
+_STOP = frozenset(
+    """
     I A An The And But Or Nor For So Yet If Then When While Where Why How What Who Whom
     Whose Which That This These Those There Here Now Oh O Ah Alas Yes No Not Nay Well
     He She It We You They Him Her His Hers Its Our Ours Your Yours Their Theirs Them Us Me
@@ -35,7 +36,8 @@ _STOP = frozenset("""
     May Might Must Let At In On Of To By With From Into Upon After Before As All Some
     Once One Two Three Every Each Still Just Even Only Perhaps Indeed Come Go Look
     Good Poor Mr Mrs Miss Sir Madam Dear
-""".split())
+""".split()
+)
 PRONOUN_GROUPS: dict[str, frozenset[str]] = {
     "he": frozenset({"he", "him", "his", "himself"}),
     "she": frozenset({"she", "her", "hers", "herself"}),
@@ -44,7 +46,7 @@ PRONOUN_GROUPS: dict[str, frozenset[str]] = {
 
 
 def _sentence_initial(text: str, start: int) -> bool:
-    if start > 0 and text[start - 1] in _QUOTES:   # opening a quotation
+    if start > 0 and text[start - 1] in _QUOTES:  # opening a quotation
         return True
     j = start - 1
     while j >= 0 and (text[j].isspace() or text[j] in _QUOTES):
@@ -60,8 +62,7 @@ def character_names(real_texts: Iterable[str], min_count: int = 5, top: int = 50
         for m in _CAPITAL.finditer(text):
             if m.group() not in _STOP and not _sentence_initial(text, m.start()):
                 counts[m.group()] += 1
-    ranked = sorted((w for w, c in counts.items() if c >= min_count),
-                    key=lambda w: (-counts[w], w))
+    ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
     return ranked[:top]
 
 
@@ -91,11 +92,10 @@ def total_variation(p: Counter[str], q: Counter[str]) -> float:
     return 0.5 * sum(abs(p[k] / sp - q[k] / sq) for k in sorted(set(p) | set(q)))
 
 
-def bias_metrics(real_texts: Sequence[str], sample_texts: Sequence[str],
-                 names: Sequence[str]) -> dict[str, float]:
+def bias_metrics(real_texts: Sequence[str], sample_texts: Sequence[str], names: Sequence[str]) -> dict[str, float]:
     real_names, sample_names = name_counts(real_texts, names), name_counts(sample_texts, names)
     mentions = sum(sample_names.values())
-    top_name = max(names, key=lambda n: real_names[n], default=None)   # ties: first in names
+    top_name = max(names, key=lambda n: real_names[n], default=None)  # ties: first in names
     real_pron, sample_pron = pronoun_counts(real_texts), pronoun_counts(sample_texts)
     pronouns = sum(sample_pron.values())
     return {

@@ -35,8 +35,7 @@ def type_token_ratio(texts: Iterable[str]) -> float:
     return len(set(tokens)) / len(tokens) if tokens else 0.0
 
 
-def self_bleu(texts: Sequence[str], n_max: int = 4, subsample: int | None = None,
-              seed: int = 0) -> float:
+def self_bleu(texts: Sequence[str], n_max: int = 4, subsample: int | None = None, seed: int = 0) -> float:
     """Mean sentence BLEU (0-1) of each non-empty text against all other non-empty texts.
 
     Empty (or whitespace-only) texts are dropped first, then `subsample` of the rest are
@@ -53,7 +52,7 @@ def self_bleu(texts: Sequence[str], n_max: int = 4, subsample: int | None = None
         return 0.0
     tokenize = Tokenizer13a()
     grams, lens = zip(*(extract_all_word_ngrams(tokenize(t.rstrip()), 1, n_max) for t in pool))
-    best: dict[tuple[str, ...], tuple[int, int, int]] = {}   # gram -> (top, owner, second)
+    best: dict[tuple[str, ...], tuple[int, int, int]] = {}  # gram -> (top, owner, second)
     for i, counts in enumerate(grams):
         for g, c in counts.items():
             top, owner, second = best.get(g, (0, -1, 0))
@@ -68,10 +67,13 @@ def self_bleu(texts: Sequence[str], n_max: int = 4, subsample: int | None = None
             top, owner, second = best[g]
             total[len(g) - 1] += c
             correct[len(g) - 1] += min(c, second if owner == i else top)
-        others = lens[:i] + lens[i + 1:]
-        ref_len = min(others, key=lambda r: (abs(lens[i] - r), r))   # closest, then shorter
-        scores.append(BLEU.compute_bleu(correct, total, lens[i], ref_len, smooth_method="exp",
-                                        effective_order=True, max_ngram_order=n_max).score)
+        others = lens[:i] + lens[i + 1 :]
+        ref_len = min(others, key=lambda r: (abs(lens[i] - r), r))  # closest, then shorter
+        scores.append(
+            BLEU.compute_bleu(
+                correct, total, lens[i], ref_len, smooth_method="exp", effective_order=True, max_ngram_order=n_max
+            ).score
+        )
     return float(np.mean(scores)) / 100.0
 
 
@@ -80,7 +82,7 @@ def unigram_js(real: Counter[str], samples: Counter[str]) -> float:
     p = np.array([real[w] for w in vocab], dtype=float)
     q = np.array([samples[w] for w in vocab], dtype=float)
     if p.sum() <= 0 or q.sum() <= 0:
-        return 0.0 if p.sum() == q.sum() else math.log(2)   # one side empty: disjoint
+        return 0.0 if p.sum() == q.sum() else math.log(2)  # one side empty: disjoint
     return float(jensenshannon(p / p.sum(), q / q.sum(), base=math.e) ** 2)
 
 

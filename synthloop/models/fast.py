@@ -43,16 +43,25 @@ class GPT2Decoder:
         self.eps = cfg.layer_norm_epsilon
         self.heads, self.dim = cfg.n_head, cfg.n_embd
         self.context, self.dtype = cfg.n_positions, dtype
-        self.layers = [_Layer((cast(b.ln_1.weight), cast(b.ln_1.bias)), cast(b.attn.c_attn.weight),
-                              cast(b.attn.c_attn.bias), cast(b.attn.c_proj.weight), cast(b.attn.c_proj.bias),
-                              (cast(b.ln_2.weight), cast(b.ln_2.bias)), cast(b.mlp.c_fc.weight),
-                              cast(b.mlp.c_fc.bias), cast(b.mlp.c_proj.weight), cast(b.mlp.c_proj.bias))
-                       for b in t.h]
+        self.layers = [
+            _Layer(
+                (cast(b.ln_1.weight), cast(b.ln_1.bias)),
+                cast(b.attn.c_attn.weight),
+                cast(b.attn.c_attn.bias),
+                cast(b.attn.c_proj.weight),
+                cast(b.attn.c_proj.bias),
+                (cast(b.ln_2.weight), cast(b.ln_2.bias)),
+                cast(b.mlp.c_fc.weight),
+                cast(b.mlp.c_fc.bias),
+                cast(b.mlp.c_proj.weight),
+                cast(b.mlp.c_proj.bias),
+            )
+            for b in t.h
+        ]
 
     def new_cache(self, batch: int, length: int) -> torch.Tensor:
         hd = self.dim // self.heads
-        return torch.empty(len(self.layers), 2, batch, self.heads, length, hd, dtype=self.dtype,
-                           device=self.wte.device)
+        return torch.empty(len(self.layers), 2, batch, self.heads, length, hd, dtype=self.dtype, device=self.wte.device)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, pos: int, cache: torch.Tensor) -> torch.Tensor:
@@ -64,8 +73,9 @@ class GPT2Decoder:
             q, k, v = torch.addmm(L.attn_b, a, L.attn_w).view(b, 3, h, d // h).unbind(1)
             cache[i, 0, :, :, pos] = k
             cache[i, 1, :, :, pos] = v
-            att = F.scaled_dot_product_attention(q.unsqueeze(2), cache[i, 0, :, :, : pos + 1],
-                                                 cache[i, 1, :, :, : pos + 1])
+            att = F.scaled_dot_product_attention(
+                q.unsqueeze(2), cache[i, 0, :, :, : pos + 1], cache[i, 1, :, :, : pos + 1]
+            )
             x = x + torch.addmm(L.proj_b, att.reshape(b, d), L.proj_w)
             m = F.layer_norm(x, (d,), *L.ln2, self.eps)
             x = x + torch.addmm(L.out_b, F.gelu(torch.addmm(L.fc_b, m, L.fc_w), approximate="tanh"), L.out_w)

@@ -42,17 +42,22 @@ def batches_by_length(lengths: list[int], batch_size: int, equal: bool = False) 
         if equal and groups[-1] and lengths[groups[-1][-1]] != lengths[i]:
             groups.append([])
         groups[-1].append(i)
-    return [g[s:s + batch_size] for g in groups if g for s in range(0, len(g), batch_size)]
+    return [g[s : s + batch_size] for g in groups if g for s in range(0, len(g), batch_size)]
 
 
 # --- tokenizer ---------------------------------------------------------------
+
 
 def train_tokenizer(docs: list[str], vocab_size: int) -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(docs, trainer)
     return tok
 
@@ -63,7 +68,9 @@ def load_tokenizer(path: Path) -> Tokenizer:
     try:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # the tokenizers binding raises plain Exception on a bad file
-        raise DataError(f"{path}: tokenizer file is unreadable ({str(exc)[:120]}); delete it and rerun prepare") from None
+        raise DataError(
+            f"{path}: tokenizer file is unreadable ({str(exc)[:120]}); delete it and rerun prepare"
+        ) from None
 
 
 def eos_id(tok: Tokenizer) -> int:
@@ -91,20 +98,38 @@ def pack(tok: Tokenizer, texts: list[str]) -> torch.Tensor:
 
 # --- models ------------------------------------------------------------------
 
+
 def build_model(cfg: ModelParams, vocab_size: int, eos: int, seed: int) -> torch.nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     if cfg.arch == "gpt2":
-        config = GPT2Config(vocab_size=vocab_size, n_positions=cfg.context, n_embd=cfg.n_embd,
-                            n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0,
-                            embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eos, eos_token_id=eos,
-                            pad_token_id=eos)
+        config = GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=cfg.context,
+            n_embd=cfg.n_embd,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+        )
         return GPT2LMHeadModel(config)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.n_embd, num_hidden_layers=cfg.n_layer,
-                         num_attention_heads=cfg.n_head, intermediate_size=4 * cfg.n_embd,
-                         max_position_embeddings=cfg.context, tie_word_embeddings=True,
-                         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.n_embd,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        intermediate_size=4 * cfg.n_embd,
+        max_position_embeddings=cfg.context,
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -121,8 +146,9 @@ def load_model(path: Path, device: torch.device) -> torch.nn.Module:
     if not (path / "config.json").is_file():
         raise DataError(f"{path}: no model here; run the train stage for that generation first")
     try:  # safetensors only, never remote code: a model folder cannot run code when loaded
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True,
-                                                     trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, use_safetensors=True, local_files_only=True, trust_remote_code=False
+        )
     except Exception as exc:  # safetensors, json and config errors alike: the folder is unusable
         why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: model folder is unreadable ({why}); delete it and rerun its train stage") from None
@@ -140,9 +166,11 @@ def n_params(model: torch.nn.Module) -> int:
 
 # --- scoring -----------------------------------------------------------------
 
+
 @torch.no_grad()
-def sequence_nll(model: torch.nn.Module, seqs: list[list[int]], eos: int, batch_size: int,
-                 device: torch.device) -> list[tuple[float, int]]:
+def sequence_nll(
+    model: torch.nn.Module, seqs: list[list[int]], eos: int, batch_size: int, device: torch.device
+) -> list[tuple[float, int]]:
     """(summed NLL, token count) of each sequence given a leading EOS, in input order.
 
     Sequences longer than the model's context are scored on their first context-1 tokens.
@@ -155,8 +183,8 @@ def sequence_nll(model: torch.nn.Module, seqs: list[list[int]], eos: int, batch_
         ids = torch.full((len(idx), width), eos, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
         for row, i in enumerate(idx):
-            ids[row, 1:len(seqs[i]) + 1] = torch.tensor(seqs[i])
-            mask[row, :len(seqs[i]) + 1] = 1
+            ids[row, 1 : len(seqs[i]) + 1] = torch.tensor(seqs[i])
+            mask[row, : len(seqs[i]) + 1] = 1
         ids, mask = ids.to(device), mask.to(device)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
@@ -166,18 +194,19 @@ def sequence_nll(model: torch.nn.Module, seqs: list[list[int]], eos: int, batch_
 
 
 @torch.no_grad()
-def stream_ce(model: torch.nn.Module, stream: torch.Tensor, block: int, batch_size: int,
-              device: torch.device) -> tuple[float, float, int]:
+def stream_ce(
+    model: torch.nn.Module, stream: torch.Tensor, block: int, batch_size: int, device: torch.device
+) -> tuple[float, float, int]:
     """Mean next-token cross-entropy and predictive entropy (nats) over non-overlapping
     blocks of a token stream, and the number of tokens scored."""
     n_blocks = (len(stream) - 1) // block
     if n_blocks < 1:
         raise DataError(f"held-out test split has {len(stream)} tokens, fewer than one block of {block}")
     x = stream[: n_blocks * block].view(n_blocks, block)
-    y = stream[1: n_blocks * block + 1].view(n_blocks, block)
+    y = stream[1 : n_blocks * block + 1].view(n_blocks, block)
     total = entropy = 0.0
     for start in range(0, n_blocks, batch_size):
-        xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+        xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
         logp = model(input_ids=xb).logits.float().log_softmax(-1)
         total -= float(logp.gather(-1, yb[..., None]).sum())
         entropy -= float((logp.exp() * logp).sum())

@@ -66,8 +66,9 @@ def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode(forward: Forward, prompts: torch.Tensor, cfg: GenerateParams, eos: int,
-           gen: torch.Generator) -> list[list[int]]:
+def decode(
+    forward: Forward, prompts: torch.Tensor, cfg: GenerateParams, eos: int, gen: torch.Generator
+) -> list[list[int]]:
     """New tokens for each row of `prompts` (batch, P), cut at the first end-of-text."""
     batch, plen = prompts.shape
     for pos in range(plen - 1):  # prefill, one position at a time (prompts are short)
@@ -102,9 +103,18 @@ def batch_seed(seed: int, b: int) -> int:
     return derive_seed(seed, "batch", b, bits=63)
 
 
-def sample(model: torch.nn.Module, prompts: list[list[int]], cfg: GenerateParams, eos: int,
-           seed: int, device: torch.device, desc: str = "sampling", shards: Path | None = None,
-           settings: str = "", after_shard: Callable[[int], None] | None = None) -> list[list[int]]:
+def sample(
+    model: torch.nn.Module,
+    prompts: list[list[int]],
+    cfg: GenerateParams,
+    eos: int,
+    seed: int,
+    device: torch.device,
+    desc: str = "sampling",
+    shards: Path | None = None,
+    settings: str = "",
+    after_shard: Callable[[int], None] | None = None,
+) -> list[list[int]]:
     """New tokens for each prompt (prompt excluded), cut at the first end-of-text.
 
     With `shards` (a folder), every finished batch is written there as it completes and a
@@ -132,25 +142,36 @@ def sample(model: torch.nn.Module, prompts: list[list[int]], cfg: GenerateParams
     return out
 
 
-def forward_factory(model: torch.nn.Module, cfg: GenerateParams
-                    ) -> Callable[[torch.Tensor, torch.Generator], list[list[int]]]:
+def forward_factory(
+    model: torch.nn.Module, cfg: GenerateParams
+) -> Callable[[torch.Tensor, torch.Generator], list[list[int]]]:
     """batch of prompts -> decoded rows, with the fastest path this model supports."""
     eos = model.config.eos_token_id
     if getattr(model.config, "model_type", "") == "gpt2":
         from .fast import GPT2Decoder
 
         decoder = GPT2Decoder(model)
-        return lambda batch, gen: decode(CachedGPT2(decoder, batch.size(0), batch.size(1) + cfg.max_new_tokens),
-                                         batch, cfg, eos, gen)
+        return lambda batch, gen: decode(
+            CachedGPT2(decoder, batch.size(0), batch.size(1) + cfg.max_new_tokens), batch, cfg, eos, gen
+        )
     return lambda batch, gen: hf_generate(model, batch, cfg, eos, gen)
 
 
 @torch.no_grad()
-def hf_generate(model: torch.nn.Module, batch: torch.Tensor, cfg: GenerateParams, eos: int,
-                gen: torch.Generator) -> list[list[int]]:
+def hf_generate(
+    model: torch.nn.Module, batch: torch.Tensor, cfg: GenerateParams, eos: int, gen: torch.Generator
+) -> list[list[int]]:
     """transformers `generate` (any architecture); seeded from `gen` through the global RNG."""
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-    ids = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), do_sample=True,
-                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                         top_k=cfg.top_k, top_p=cfg.top_p, pad_token_id=eos, eos_token_id=eos)
-    return [_cut(row, eos) for row in ids[:, batch.size(1):].tolist()]
+    ids = model.generate(
+        input_ids=batch,
+        attention_mask=torch.ones_like(batch),
+        do_sample=True,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        pad_token_id=eos,
+        eos_token_id=eos,
+    )
+    return [_cut(row, eos) for row in ids[:, batch.size(1) :].tolist()]

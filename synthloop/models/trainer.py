@@ -22,20 +22,31 @@ def lr_at(step: int, cfg: TrainParams) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(model: torch.nn.Module, stream: torch.Tensor, cfg: TrainParams, seed: int,
-          device: torch.device, on_log: Callable[[int, float], None] | None = None,
-          desc: str = "training") -> dict[str, float]:
+def train(
+    model: torch.nn.Module,
+    stream: torch.Tensor,
+    cfg: TrainParams,
+    seed: int,
+    device: torch.device,
+    on_log: Callable[[int, float], None] | None = None,
+    desc: str = "training",
+) -> dict[str, float]:
     """Train in place on random windows of a packed token stream; returns summary numbers."""
     block = cfg.block_size
     if len(stream) < block + 2:
-        raise DataError(f"training set has {len(stream)} tokens, fewer than train.block_size + 2 "
-                        f"({block + 2}); add documents or lower train.block_size")
+        raise DataError(
+            f"training set has {len(stream)} tokens, fewer than train.block_size + 2 "
+            f"({block + 2}); add documents or lower train.block_size"
+        )
     gen = torch.Generator().manual_seed(seed)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95), fused=True)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+        fused=True,
+    )
     offsets = torch.arange(block + 1)
     model.train()
     losses: list[float] = []
@@ -61,5 +72,5 @@ def train(model: torch.nn.Module, stream: torch.Tensor, cfg: TrainParams, seed: 
             if on_log:
                 on_log(step, losses[-1])
     model.eval()
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = losses[-max(1, len(losses) // 10) :]
     return {"train_loss": sum(tail) / len(tail), "train_tokens": cfg.steps * cfg.batch_size * block}

@@ -16,6 +16,7 @@ from ..metrics.text import distinct_n, unigram_counts, unigram_kl, words
 from ..models import lm
 from ..models.sampler import sample
 from .context import StageContext
+from .table import stage_id
 
 PPL_BINS = (1.0, 1e5, 40)  # log-spaced histogram of per-sample reference perplexity
 
@@ -28,13 +29,19 @@ def sample_metrics(texts: list[str], real_test: list[str], real_train: list[str]
     n_words = sum(sample_counts.values())
     real_slice = _first_words(real_test, n_words)  # real text of the samples' size, for scale
     return {
-        "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2), "distinct_3": distinct_n(texts, 3),
-        "ttr": suite.type_token_ratio(texts), "self_bleu": suite.self_bleu(texts),
-        "unigram_kl": unigram_kl(test_counts, sample_counts), "unigram_js": suite.unigram_js(test_counts, sample_counts),
-        "rare_coverage": suite.rare_coverage(rare, texts), "rare_coverage_real": suite.rare_coverage(rare, real_slice),
+        "distinct_1": distinct_n(texts, 1),
+        "distinct_2": distinct_n(texts, 2),
+        "distinct_3": distinct_n(texts, 3),
+        "ttr": suite.type_token_ratio(texts),
+        "self_bleu": suite.self_bleu(texts),
+        "unigram_kl": unigram_kl(test_counts, sample_counts),
+        "unigram_js": suite.unigram_js(test_counts, sample_counts),
+        "rare_coverage": suite.rare_coverage(rare, texts),
+        "rare_coverage_real": suite.rare_coverage(rare, real_slice),
         "zipf_slope": suite.zipf_slope(sample_counts),
         **bias.bias_metrics(real_train, texts, bias.character_names(real_train)),
-        "sample_words_mean": n_words / len(texts), "empty_share": sum(not t.strip() for t in texts) / len(texts),
+        "sample_words_mean": n_words / len(texts),
+        "empty_share": sum(not t.strip() for t in texts) / len(texts),
     }
 
 
@@ -59,21 +66,29 @@ def run(ctx: StageContext) -> dict[str, float]:
     ce, entropy, n_tokens = lm.stream_ce(model, stream, p.train.block_size, p.generate.batch_size, device)
     # plain ancestral sampling (T=1, no truncation): the model's own distribution, whatever the
     # generate stage's sampling bias, so arms that differ only in sampling share generation 0
-    cfg: GenerateParams = p.generate.model_copy(update={"num_samples": p.evaluate.num_samples,
-                                                        "temperature": 1.0, "top_k": 0, "top_p": 1.0})
-    ids = sample(model, [[eos]] * cfg.num_samples, cfg, eos, ctx.seed("eval-samples"), device,
-                 desc=f"gen {k}: eval samples")
+    cfg: GenerateParams = p.generate.model_copy(
+        update={"num_samples": p.evaluate.num_samples, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    )
+    ids = sample(
+        model, [[eos]] * cfg.num_samples, cfg, eos, ctx.seed("eval-samples"), device, desc=f"gen {k}: eval samples"
+    )
     texts = lm.decode(tok, ids)
     reference = model if k == 0 else lm.load_model(lay.model(0), device)  # frozen, real data only
     scored = lm.sequence_nll(reference, ids, eos, cfg.batch_size, device)
     ref_ppl = [math.exp(s / n) for s, n in scored if n > 0]  # empty samples have no perplexity
-    metrics = {"test_ce": ce, "test_ppl": math.exp(ce), "test_entropy": entropy, "test_tokens": n_tokens,
-               **sample_metrics(texts, test, [r["text"] for r in io.read_rows(lay.real_train)]),
-               **{f"ref_ppl_{q}": v for q, v in suite.quantiles(ref_ppl).items()},
-               "ref_ppl_mean": sum(ref_ppl) / max(1, len(ref_ppl))}
+    metrics = {
+        "test_ce": ce,
+        "test_ppl": math.exp(ce),
+        "test_entropy": entropy,
+        "test_tokens": n_tokens,
+        **sample_metrics(texts, test, [r["text"] for r in io.read_rows(lay.real_train)]),
+        **{f"ref_ppl_{q}": v for q, v in suite.quantiles(ref_ppl).items()},
+        "ref_ppl_mean": sum(ref_ppl) / max(1, len(ref_ppl)),
+    }
     io.write_json(lay.metrics(k), metrics)
-    faults.point(f"mid:evaluate@{k}")  # metrics written, histogram and samples not yet
-    io.write_json(lay.ref_hist(k), {"edges": suite.log_bin_edges(*PPL_BINS),
-                                    "counts": suite.log_histogram(ref_ppl, *PPL_BINS)})
+    faults.point("mid:" + stage_id("evaluate", k))  # metrics written, histogram and samples not yet
+    io.write_json(
+        lay.ref_hist(k), {"edges": suite.log_bin_edges(*PPL_BINS), "counts": suite.log_histogram(ref_ppl, *PPL_BINS)}
+    )
     io.write_rows(lay.samples(k), ({"generation": k, "text": t} for t in texts[: p.evaluate.keep_samples]))
     return metrics

@@ -10,6 +10,7 @@ from ..models import lm
 from ..models.sampler import sample
 from ..records import sample_row
 from .context import StageContext
+from .table import stage_id
 
 
 def make_prompts(tok, real_texts: list[str], n: int, mode: str, prompt_tokens: int, rng) -> list[list[int]]:
@@ -29,19 +30,32 @@ def run(ctx: StageContext) -> dict[str, float]:
     tok = lm.load_tokenizer(lay.tokenizer)
     model = lm.load_model(lay.model(k - 1), device)
     real = [r["text"] for r in io.read_rows(lay.real_train)] if p.generate.prompt == "prefix" else []
-    prompts = make_prompts(tok, real, p.generate.num_samples, p.generate.prompt,
-                           p.generate.prompt_tokens, ctx.rng("prompts"))
+    prompts = make_prompts(
+        tok, real, p.generate.num_samples, p.generate.prompt, p.generate.prompt_tokens, ctx.rng("prompts")
+    )
     start = time.perf_counter()
     # finished batches are kept in shards: a killed generate resumes at the first missing batch
-    new = sample(model, prompts, p.generate, lm.eos_id(tok), ctx.seed("generate"), device,
-                 desc=f"gen {k}: sampling", shards=lay.sample_shards(k),
-                 settings=io.weights_md5(lay.model(k - 1)),
-                 after_shard=lambda b: faults.point(f"mid:generate@{k}") if b == 0 else None)
+    new = sample(
+        model,
+        prompts,
+        p.generate,
+        lm.eos_id(tok),
+        ctx.seed("generate"),
+        device,
+        desc=f"gen {k}: sampling",
+        shards=lay.sample_shards(k),
+        settings=io.weights_md5(lay.model(k - 1)),
+        after_shard=lambda b: faults.point("mid:" + stage_id("generate", k)) if b == 0 else None,
+    )
     seconds = time.perf_counter() - start
     texts = lm.decode(tok, new)
     prompt_texts = lm.decode(tok, [pr[1:] for pr in prompts])
     io.write_rows(lay.synthetic(k), (sample_row(k, i, t, pt) for i, (t, pt) in enumerate(zip(texts, prompt_texts))))
     shutil.rmtree(lay.sample_shards(k), ignore_errors=True)  # synthetic.jsonl now holds what they held
     n_tokens = sum(len(ids) for ids in new)
-    return {"n_generated": len(texts), "n_empty": sum(not t.strip() for t in texts),
-            "gen_tokens": n_tokens, "gen_tokens_per_s": n_tokens / max(seconds, 1e-9)}
+    return {
+        "n_generated": len(texts),
+        "n_empty": sum(not t.strip() for t in texts),
+        "gen_tokens": n_tokens,
+        "gen_tokens_per_s": n_tokens / max(seconds, 1e-9),
+    }

@@ -51,9 +51,17 @@ def run(ctx: StageContext) -> dict[str, float]:
             synth = out.scores[grader.audit_key]
             real = grader.score(env.audit_texts)
             real_keep = grader.keep(env.audit_texts, real, out.rule)
-            stats.update(audit.grader_stats(name, real, synth, preference(out.rule, real),
-                                            preference(out.rule, synth), real_keep,
-                                            [r is None for r in out.reasons]))
+            stats.update(
+                audit.grader_stats(
+                    name,
+                    real,
+                    synth,
+                    preference(out.rule, real),
+                    preference(out.rule, synth),
+                    real_keep,
+                    [r is None for r in out.reasons],
+                )
+            )
             prefs[name] = dict(zip(ids, preference(out.rule, synth).tolist()))
     stats.update(audit.correlations(prefs))
     for row in rows:
@@ -62,12 +70,19 @@ def run(ctx: StageContext) -> dict[str, float]:
     n_kept = len(rows) - sum(dropped.values())
     if n_kept == 0:
         why = ", ".join(f"{reason}: {n}" for reason, n in dropped.most_common())
-        raise io.DataError(f"grade: generation {k} kept 0 of {len(rows)} samples ({why}); "
-                           "loosen grade.* (e.g. grade.min_words, grade.max_repetition, grade.self_rule) "
-                           "or take a grader out of grade.steps")
+        raise io.DataError(
+            f"grade: generation {k} kept 0 of {len(rows)} samples ({why}); "
+            "loosen grade.* (e.g. grade.min_words, grade.max_repetition, grade.self_rule) "
+            "or take a grader out of grade.steps"
+        )
     io.write_rows(lay.graded(k), rows)
-    stats.update({"n_kept": n_kept, "kept_share": n_kept / len(rows),
-                  **{f"dropped_{reason}": float(n) for reason, n in sorted(dropped.items())}})
+    stats.update(
+        {
+            "n_kept": n_kept,
+            "kept_share": n_kept / len(rows),
+            **{f"dropped_{reason}": float(n) for reason, n in sorted(dropped.items())},
+        }
+    )
     kept_ppl = [r["scores"]["self_ppl"] for r in rows if r["kept"] and "self_ppl" in r["scores"]]
     if kept_ppl:
         stats["kept_self_ppl_mean"] = sum(kept_ppl) / len(kept_ppl)

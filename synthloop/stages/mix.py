@@ -17,6 +17,7 @@ from ..config import MixParams
 from ..metrics.text import words
 from ..records import Row, share
 from .context import StageContext
+from .table import stage_id
 
 
 def draw(rows: list[Row], n: int, rng: Random) -> list[Row]:
@@ -24,8 +25,9 @@ def draw(rows: list[Row], n: int, rng: Random) -> list[Row]:
     return rng.sample(rows, n) if n < len(rows) else rng.sample(rows, len(rows))
 
 
-def mix_rows(cfg: MixParams, real_base: list[Row], real_all: list[Row], kept: list[Row],
-             pool: list[Row], rng: Random) -> list[Row]:
+def mix_rows(
+    cfg: MixParams, real_base: list[Row], real_all: list[Row], kept: list[Row], pool: list[Row], rng: Random
+) -> list[Row]:
     """The training rows for a generation >= 1; `pool` already includes `kept`."""
     n = cfg.train_size
     if cfg.strategy == "replace":
@@ -49,12 +51,16 @@ def run(ctx: StageContext) -> dict[str, float]:
         pool = io.read_rows(lay.pool(k - 1)) + kept
         train = mix_rows(p.mix, real_base, real_all, kept, pool, ctx.rng("mix"))
     io.write_rows(lay.pool(k), pool)
-    faults.point(f"mid:mix@{k}")  # pool written, training set not yet
+    faults.point("mid:" + stage_id("mix", k))  # pool written, training set not yet
     io.write_rows(lay.train_set(k), train)
     n_words = {src: sum(len(words(r["text"])) for r in train if r["source"] == src) for src in ("real", "synthetic")}
-    stats = {"n_train": len(train), "n_real": sum(r["source"] == "real" for r in train),
-             "synthetic_share": share(train, "synthetic"), "pool_size": len(pool),
-             # documents differ in length (whole real tales vs capped samples): the share by words
-             "synthetic_word_share": n_words["synthetic"] / max(1, sum(n_words.values()))}
+    stats = {
+        "n_train": len(train),
+        "n_real": sum(r["source"] == "real" for r in train),
+        "synthetic_share": share(train, "synthetic"),
+        "pool_size": len(pool),
+        # documents differ in length (whole real tales vs capped samples): the share by words
+        "synthetic_word_share": n_words["synthetic"] / max(1, sum(n_words.values())),
+    }
     io.write_json(lay.mix_stats(k), stats)
     return stats

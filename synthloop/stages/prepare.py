@@ -15,20 +15,23 @@ def split_documents(docs: list[str], test_fraction: float, seed_rng) -> tuple[li
     """Deterministic split by document: a seeded shuffle, the first share is the test set."""
     n_test = round(len(docs) * test_fraction)
     if n_test < 1 or len(docs) - n_test < 1:
-        raise DataError(f"{len(docs)} document(s): too few to hold out data.test_fraction = "
-                        f"{test_fraction} (need >= 1 test and >= 1 train document); add documents or set data.test_corpus")
+        raise DataError(
+            f"{len(docs)} document(s): too few to hold out data.test_fraction = "
+            f"{test_fraction} (need >= 1 test and >= 1 train document); add documents or set data.test_corpus"
+        )
     order = list(range(len(docs)))
     seed_rng.shuffle(order)
     test_idx = set(order[:n_test])
-    return ([d for i, d in enumerate(docs) if i not in test_idx],
-            [d for i, d in enumerate(docs) if i in test_idx])
+    return ([d for i, d in enumerate(docs) if i not in test_idx], [d for i, d in enumerate(docs) if i in test_idx])
 
 
 def _load(root: Path, value: str, key: str, min_chars: int) -> list[str]:
     path = (root / value).resolve()
     docs = [d for d in io.read_corpus(path, key) if len(d) >= min_chars]
     if not docs:
-        raise DataError(f"{path}: no document has data.min_chars = {min_chars} characters; lower it or use a larger corpus")
+        raise DataError(
+            f"{path}: no document has data.min_chars = {min_chars} characters; lower it or use a larger corpus"
+        )
     return docs
 
 
@@ -44,18 +47,27 @@ def run(ctx: StageContext) -> dict[str, float]:
             raise DataError(f"{(lay.root / p.data.corpus).resolve()}: {exc}") from None
     tok = lm.train_tokenizer(train, p.tokenizer.vocab_size)
     if tok.get_vocab_size() < p.tokenizer.vocab_size:
-        raise DataError(f"tokenizer.vocab_size = {p.tokenizer.vocab_size}, but {(lay.root / p.data.corpus).resolve()} supports only "
-                        f"{tok.get_vocab_size()} tokens; lower tokenizer.vocab_size or use a larger corpus")
+        raise DataError(
+            f"tokenizer.vocab_size = {p.tokenizer.vocab_size}, "
+            f"but {(lay.root / p.data.corpus).resolve()} supports only "
+            f"{tok.get_vocab_size()} tokens; lower tokenizer.vocab_size or use a larger corpus"
+        )
     n_train_tokens = sum(len(ids) + 1 for ids in lm.encode(tok, train))
     if n_train_tokens < p.train.block_size + 2:
-        raise DataError(f"{p.data.corpus}: only {n_train_tokens} tokens, fewer than one training window "
-                        f"(train.block_size = {p.train.block_size}); use a larger corpus or lower train.block_size")
+        raise DataError(
+            f"{p.data.corpus}: only {n_train_tokens} tokens, fewer than one training window "
+            f"(train.block_size = {p.train.block_size}); use a larger corpus or lower train.block_size"
+        )
     faults.point("mid:prepare")
     with io.atomic_path(lay.tokenizer) as tmp:
         tok.save(str(tmp))
     io.write_rows(lay.real_train, (real_row(i, d) for i, d in enumerate(train)))
     io.write_rows(lay.real_test, (real_row(i, d) for i, d in enumerate(test)))
-    stats = {"n_train_docs": len(train), "n_test_docs": len(test), "train_tokens": n_train_tokens,
-             "vocab_size": tok.get_vocab_size()}
+    stats = {
+        "n_train_docs": len(train),
+        "n_test_docs": len(test),
+        "train_tokens": n_train_tokens,
+        "vocab_size": tok.get_vocab_size(),
+    }
     io.write_json(lay.prepare_stats, stats)
     return stats

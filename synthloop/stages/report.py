@@ -5,21 +5,60 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import io
-from ..plots import pyplot, save_png
 from ..layout import Layout
+from ..plots import pyplot, save_png
 from .context import StageContext
 
 # graders with an audit (grade.json `audit_<grader>_*`); the columns of a grader that is off stay empty
 AUDITED = ("filters", "self", "reference", "verifier", "judge")
-GRADER_COLUMNS = ["dedup_dropped", "decontaminate_dropped",
-                  *[f"audit_{g}_{m}" for g in AUDITED for m in ("auc", "real_keep")]]
-COLUMNS = ["generation", "test_ce", "test_ppl", "test_entropy", "distinct_1", "distinct_2", "distinct_3",
-           "ttr", "self_bleu", "unigram_kl", "unigram_js", "rare_coverage", "rare_coverage_real", "zipf_slope",
-           "ref_ppl_mean", "ref_ppl_p10", "ref_ppl_p50", "ref_ppl_p90", "top_name_share", "name_tv",
-           "pronoun_tv", "she_share", "n_train", "synthetic_share", "synthetic_word_share", "n_generated", "n_kept", "kept_share",
-           "sample_words_mean", "empty_share", *GRADER_COLUMNS]
-PLOTTED = ["test_ppl", "distinct_2", "self_bleu", "unigram_kl", "rare_coverage", "ref_ppl_p50",
-           "top_name_share", "synthetic_share"]
+GRADER_COLUMNS = [
+    "dedup_dropped",
+    "decontaminate_dropped",
+    *[f"audit_{g}_{m}" for g in AUDITED for m in ("auc", "real_keep")],
+]
+COLUMNS = [
+    "generation",
+    "test_ce",
+    "test_ppl",
+    "test_entropy",
+    "distinct_1",
+    "distinct_2",
+    "distinct_3",
+    "ttr",
+    "self_bleu",
+    "unigram_kl",
+    "unigram_js",
+    "rare_coverage",
+    "rare_coverage_real",
+    "zipf_slope",
+    "ref_ppl_mean",
+    "ref_ppl_p10",
+    "ref_ppl_p50",
+    "ref_ppl_p90",
+    "top_name_share",
+    "name_tv",
+    "pronoun_tv",
+    "she_share",
+    "n_train",
+    "synthetic_share",
+    "synthetic_word_share",
+    "n_generated",
+    "n_kept",
+    "kept_share",
+    "sample_words_mean",
+    "empty_share",
+    *GRADER_COLUMNS,
+]
+PLOTTED = [
+    "test_ppl",
+    "distinct_2",
+    "self_bleu",
+    "unigram_kl",
+    "rare_coverage",
+    "ref_ppl_p50",
+    "top_name_share",
+    "synthetic_share",
+]
 
 
 def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
@@ -40,8 +79,9 @@ def read_summary(path: Path) -> list[dict[str, str]]:
 
 
 def write_summary(path: Path, rows: list[dict[str, float]]) -> None:
-    io.write_csv(path, [{c: f"{v:.6g}" if isinstance(v, float) else v for c, v in row.items()} for row in rows],
-                 COLUMNS)
+    io.write_csv(
+        path, [{c: f"{v:.6g}" if isinstance(v, float) else v for c, v in row.items()} for row in rows], COLUMNS
+    )
 
 
 def plot(rows: list[dict[str, float]], out: Path, title: str) -> None:
@@ -88,5 +128,8 @@ def run(ctx: StageContext) -> dict[str, float]:
     plot(rows, lay.plot, f"synthloop: {p.mix.strategy}, {p.loop.generations} generations, seed {p.loop.seed}")
     plot_ref_hist(lay, p.loop.generations, lay.ref_hist_plot)
     first, last = rows[0], rows[-1]
-    return {"final_test_ppl": last["test_ppl"], "delta_test_ce": last["test_ce"] - first["test_ce"],
-            "delta_distinct_2": last["distinct_2"] - first["distinct_2"]}
+    return {
+        "final_test_ppl": last["test_ppl"],
+        "delta_test_ce": last["test_ce"] - first["test_ce"],
+        "delta_distinct_2": last["distinct_2"] - first["distinct_2"],
+    }

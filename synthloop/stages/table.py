@@ -31,25 +31,24 @@ def section(name: str) -> tuple[str, ...]:
     return tuple(f"{name}.{key}" for key in Params.model_fields[name].annotation.model_fields)
 
 
-
 @dataclass(frozen=True)
 class Out:
-    path: str            # a Layout accessor
-    cache: bool = True   # False: a small file DVC records but does not cache
+    path: str  # a Layout accessor
+    cache: bool = True  # False: a small file DVC records but does not cache
     metric: bool = False
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    first: int | None            # None: once per loop; else every generation from `first`
+    first: int | None  # None: once per loop; else every generation from `first`
     reads: tuple[str, ...]
     writes: tuple[Out, ...]
     params: tuple[str, ...]
     params0: tuple[str, ...] | None = None  # what it reads at generation 0, when that differs
-    code: tuple[str, ...] = ()   # besides synthloop/stages/<name>.py
-    stats: str | None = None     # the JSON a stage's numbers are read back from when DVC says it is current
-    md5: tuple[str, ...] = ()    # outputs whose DVC hash is tagged on the MLflow run
+    code: tuple[str, ...] = ()  # besides synthloop/stages/<name>.py
+    stats: str | None = None  # the JSON a stage's numbers are read back from when DVC says it is current
+    md5: tuple[str, ...] = ()  # outputs whose DVC hash is tagged on the MLflow run
     artifacts: tuple[str, ...] = ()  # files and folders logged to the MLflow run
 
     @property
@@ -61,33 +60,91 @@ class Stage:
 
 
 TABLE: tuple[Stage, ...] = (
-    Stage("prepare", None, reads=("corpus",), writes=(Out("data"),),
-          params=("data.corpus", "data.test_corpus", "data.test_fraction", "data.min_chars",
-                  "tokenizer.vocab_size", "loop.seed", "train.block_size"),
-          code=("synthloop/io.py",), stats="prepare_stats", artifacts=("prepare_stats",)),
-    Stage("generate", 1, reads=("real_train", "model:prev"), writes=(Out("synthetic"),),
-          params=(*section("generate"), "loop.seed"), code=("synthloop/models",), md5=("synthetic",)),
-    Stage("grade", 1, reads=("synthetic", "model:prev", "model:0", "real_train", "real_test"),
-          writes=(Out("graded"), Out("grade_stats", cache=False)),
-          params=(*section("grade"), "loop.seed", "generate.max_new_tokens", "generate.batch_size"),
-          code=("synthloop/graders",), stats="grade_stats", md5=("graded",), artifacts=("grade_stats",)),
-    Stage("mix", 0, reads=("real_train", "graded", "pool:prev"),
-          writes=(Out("train_set"), Out("pool"), Out("mix_stats", cache=False)),
-          params=("mix.strategy", "mix.real_fraction", "mix.train_size", "loop.seed"),
-          params0=("mix.train_size", "loop.seed"),  # generation 0 trains on the real base alone
-          stats="mix_stats", md5=("train_set",), artifacts=("mix_stats",)),
-    Stage("train", 0, reads=("tokenizer", "train_set", "model:prev"), writes=(Out("model"),),
-          params=(*section("model"), *section("train"), "loop.seed"), code=("synthloop/models",), artifacts=("model",)),
-    Stage("evaluate", 0, reads=("real_test", "real_train", "model:0", "model"),
-          writes=(Out("samples"), Out("ref_hist", cache=False), Out("metrics", cache=False, metric=True)),
-          params=("evaluate.num_samples", "evaluate.max_test_tokens", "evaluate.keep_samples",
-                  "train.block_size", "generate.max_new_tokens", "generate.batch_size", "loop.seed"),
-          code=("synthloop/metrics", "synthloop/models"), stats="metrics",
-          artifacts=("metrics", "samples", "ref_hist")),
-    Stage("report", None, reads=("gens",),
-          writes=(Out("plot"), Out("ref_hist_plot"), Out("summary", cache=False)),
-          params=("loop.chain", "loop.seed", "mix.strategy"), code=("synthloop/plots.py",),
-          artifacts=("summary", "plot", "ref_hist_plot")),
+    Stage(
+        "prepare",
+        None,
+        reads=("corpus",),
+        writes=(Out("data"),),
+        params=(
+            "data.corpus",
+            "data.test_corpus",
+            "data.test_fraction",
+            "data.min_chars",
+            "tokenizer.vocab_size",
+            "loop.seed",
+            "train.block_size",
+        ),
+        code=("synthloop/io.py",),
+        stats="prepare_stats",
+        artifacts=("prepare_stats",),
+    ),
+    Stage(
+        "generate",
+        1,
+        reads=("real_train", "model:prev"),
+        writes=(Out("synthetic"),),
+        params=(*section("generate"), "loop.seed"),
+        code=("synthloop/models",),
+        md5=("synthetic",),
+    ),
+    Stage(
+        "grade",
+        1,
+        reads=("synthetic", "model:prev", "model:0", "real_train", "real_test"),
+        writes=(Out("graded"), Out("grade_stats", cache=False)),
+        params=(*section("grade"), "loop.seed", "generate.max_new_tokens", "generate.batch_size"),
+        code=("synthloop/graders",),
+        stats="grade_stats",
+        md5=("graded",),
+        artifacts=("grade_stats",),
+    ),
+    Stage(
+        "mix",
+        0,
+        reads=("real_train", "graded", "pool:prev"),
+        writes=(Out("train_set"), Out("pool"), Out("mix_stats", cache=False)),
+        params=("mix.strategy", "mix.real_fraction", "mix.train_size", "loop.seed"),
+        params0=("mix.train_size", "loop.seed"),  # generation 0 trains on the real base alone
+        stats="mix_stats",
+        md5=("train_set",),
+        artifacts=("mix_stats",),
+    ),
+    Stage(
+        "train",
+        0,
+        reads=("tokenizer", "train_set", "model:prev"),
+        writes=(Out("model"),),
+        params=(*section("model"), *section("train"), "loop.seed"),
+        code=("synthloop/models",),
+        artifacts=("model",),
+    ),
+    Stage(
+        "evaluate",
+        0,
+        reads=("real_test", "real_train", "model:0", "model"),
+        writes=(Out("samples"), Out("ref_hist", cache=False), Out("metrics", cache=False, metric=True)),
+        params=(
+            "evaluate.num_samples",
+            "evaluate.max_test_tokens",
+            "evaluate.keep_samples",
+            "train.block_size",
+            "generate.max_new_tokens",
+            "generate.batch_size",
+            "loop.seed",
+        ),
+        code=("synthloop/metrics", "synthloop/models"),
+        stats="metrics",
+        artifacts=("metrics", "samples", "ref_hist"),
+    ),
+    Stage(
+        "report",
+        None,
+        reads=("gens",),
+        writes=(Out("plot"), Out("ref_hist_plot"), Out("summary", cache=False)),
+        params=("loop.chain", "loop.seed", "mix.strategy"),
+        code=("synthloop/plots.py",),
+        artifacts=("summary", "plot", "ref_hist_plot"),
+    ),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in TABLE}
 # the order within one generation (a generation-k stage reads only what earlier rows wrote)
@@ -143,8 +200,9 @@ def files(lay: Layout, stage: Stage, gen: int | None, prev: object = None) -> tu
     """(inputs, outputs) of a stage run; `gen`/`prev` may be DVC templates ('${key}', '${item}')."""
     prev = gen - 1 if prev is None and isinstance(gen, int) and gen > 0 else prev
     reads = [path_of(lay, r, gen, prev) for r in stage.reads]
-    return list(dict.fromkeys(p for p in reads if p is not None)), [path_of(lay, o.path, gen, prev)
-                                                                     for o in stage.writes]
+    return list(dict.fromkeys(p for p in reads if p is not None)), [
+        path_of(lay, o.path, gen, prev) for o in stage.writes
+    ]
 
 
 def stats_file(lay: Layout, stage: Stage, gen: int | None) -> Path | None:

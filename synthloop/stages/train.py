@@ -8,6 +8,7 @@ from .. import faults, io
 from ..models import lm
 from ..models.trainer import train
 from .context import StageContext
+from .table import stage_id
 
 
 def run(ctx: StageContext) -> dict[str, float]:
@@ -20,12 +21,22 @@ def run(ctx: StageContext) -> dict[str, float]:
     else:
         model = lm.build_model(p.model, tok.get_vocab_size(), lm.eos_id(tok), ctx.seed("init")).to(device)
     start = time.perf_counter()
-    stats = train(model, stream, p.train, ctx.seed("batches"), device,
-                  on_log=lambda step, loss: ctx.log_metric("train_loss", loss, step),
-                  desc=f"gen {k}: training")
+    stats = train(
+        model,
+        stream,
+        p.train,
+        ctx.seed("batches"),
+        device,
+        on_log=lambda step, loss: ctx.log_metric("train_loss", loss, step),
+        desc=f"gen {k}: training",
+    )
     seconds = time.perf_counter() - start
-    faults.point(f"mid:train@{k}")
+    faults.point("mid:" + stage_id("train", k))
     lm.save_model(model.cpu(), lay.tokenizer, lay.model(k))
-    return {**stats, "train_stream_tokens": len(stream), "train_seconds": seconds,
-            "train_tokens_per_s": stats["train_tokens"] / max(seconds, 1e-9),
-            "n_params": float(lm.n_params(model))}
+    return {
+        **stats,
+        "train_stream_tokens": len(stream),
+        "train_seconds": seconds,
+        "train_tokens_per_s": stats["train_tokens"] / max(seconds, 1e-9),
+        "n_params": float(lm.n_params(model)),
+    }

@@ -47,8 +47,18 @@ def read_summary(project: Path) -> list[dict[str, str]]:
 
 def test_repro_runs_the_whole_chain(repro):
     project, log = repro
-    assert {"prepare", "mix0", "train0", "evaluate0", "generate@1", "grade@2", "mix@2", "train@2",
-            "evaluate@2", "report"} <= ran(log)
+    assert {
+        "prepare",
+        "mix0",
+        "train0",
+        "evaluate0",
+        "generate@1",
+        "grade@2",
+        "mix@2",
+        "train@2",
+        "evaluate@2",
+        "report",
+    } <= ran(log)
     rows = read_summary(project)
     assert [r["generation"] for r in rows] == ["0", "1", "2"]
     assert float(rows[0]["synthetic_share"]) == 0 and float(rows[2]["synthetic_share"]) == 1
@@ -66,7 +76,7 @@ def test_second_repro_does_nothing(repro):
 def test_dag_shows_the_generation_chain(repro):
     project, _ = repro
     edges = sh("dvc", "dag", "--dot", cwd=project)
-    assert '"train0" -> "generate@1"' in edges or "train0" in edges and "generate@1" in edges
+    assert re.search(r'"?train0"?\s*->\s*"?generate@1"?', edges)
     assert re.search(r'"?train@1"?\s*->\s*"?generate@2"?', edges)
 
 
@@ -77,8 +87,14 @@ def test_prefect_path_matches_dvc_and_leaves_the_same_trail(repro, tmp_path):
     shutil.copy(other / "profiles" / "tiny.yaml", other / "params.yaml")
     out = sh("synthloop", "run", cwd=other)
     assert "synthloop summary" in out and "MLflow" in out
-    for rel in ["data/train.jsonl", "data/tokenizer.json", "gens/1/synthetic.jsonl", "gens/2/train_set.jsonl",
-                "gens/2/model/model.safetensors", "gens/2/metrics.json"]:
+    for rel in [
+        "data/train.jsonl",
+        "data/tokenizer.json",
+        "gens/1/synthetic.jsonl",
+        "gens/2/train_set.jsonl",
+        "gens/2/model/model.safetensors",
+        "gens/2/metrics.json",
+    ]:
         assert (other / rel).read_bytes() == (project / rel).read_bytes(), rel
     assert ran(sh("dvc", "repro", cwd=other)) == set()
 

@@ -40,9 +40,16 @@ def ui(tmp_path_factory):
     root = tmp_path_factory.mktemp("load")
     project = copy_project(root)
     train, test = small_corpus(root / "corpus", n_train=300, n_test=20)
-    raw = tiny_params(train, test, compute={"threads": 1}, loop={"chain": {"1": 0}},
-                      train={"steps": 10, "warmup_steps": 2}, generate={"num_samples": 16},
-                      evaluate={"num_samples": 8, "max_test_tokens": 1000}, mix={"train_size": 32})
+    raw = tiny_params(
+        train,
+        test,
+        compute={"threads": 1},
+        loop={"chain": {"1": 0}},
+        train={"steps": 10, "warmup_steps": 2},
+        generate={"num_samples": 16},
+        evaluate={"num_samples": 8, "max_test_tokens": 1000},
+        mix={"train_size": 32},
+    )
     write_params(project, raw, "load.yaml")
     with LimitedUi(project, params="load.yaml") as proc:
         yield proc
@@ -69,9 +76,10 @@ def test_twenty_runs_queued_at_once_all_complete_two_at_a_time(ui):
     assert f"at most {LIMIT} loop/default run(s) at once" in ui.output()
 
     submitted = time.time()
-    flow_runs = {seed: run_deployment("loop/default", parameters={"loop": {"seed": seed, "generations": 1}},
-                                      timeout=0).id
-                 for seed in range(RUNS)}
+    flow_runs = {
+        seed: run_deployment("loop/default", parameters={"loop": {"seed": seed, "generations": 1}}, timeout=0).id
+        for seed in range(RUNS)
+    }
     print(f"\n{RUNS} runs submitted in {time.time() - submitted:.1f} s")
     seed_of = {rid: seed for seed, rid in flow_runs.items()}
     assert len(seed_of) == RUNS
@@ -79,8 +87,9 @@ def test_twenty_runs_queued_at_once_all_complete_two_at_a_time(ui):
     running_max, states = 0, Counter()
     with get_client(sync_client=True) as client:
         while True:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(seed_of))),
-                                         limit=RUNS)
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(seed_of))), limit=RUNS
+            )
             states = Counter(r.state.name for r in runs)
             running_max = max(running_max, states["Running"])
             if len(runs) == RUNS and all(r.state.is_final() for r in runs):
@@ -96,10 +105,12 @@ def test_twenty_runs_queued_at_once_all_complete_two_at_a_time(ui):
     durations = [(r.end_time - r.start_time).total_seconds() for r in runs]
     overlap = max_overlap([(r.start_time, r.end_time) for r in runs])
     waited = sum("AwaitingConcurrencySlot" in h for h in history.values())
-    print(f"load: {RUNS} runs, limit {LIMIT}: all Completed {total:.0f} s ({total / 60:.1f} min) after submission; "
-          f"per run {sum(durations) / RUNS:.1f} s running (min {min(durations):.1f}, max {max(durations):.1f}), "
-          f"{total / RUNS:.1f} s of wall time per run; max Running seen {running_max}, max overlap {overlap}; "
-          f"{waited} runs waited in AwaitingConcurrencySlot")
+    print(
+        f"load: {RUNS} runs, limit {LIMIT}: all Completed {total:.0f} s ({total / 60:.1f} min) after submission; "
+        f"per run {sum(durations) / RUNS:.1f} s running (min {min(durations):.1f}, max {max(durations):.1f}), "
+        f"{total / RUNS:.1f} s of wall time per run; max Running seen {running_max}, max overlap {overlap}; "
+        f"{waited} runs waited in AwaitingConcurrencySlot"
+    )
     assert running_max <= LIMIT and overlap <= LIMIT, (running_max, overlap)
     assert overlap == LIMIT, "the runs never ran two at a time"
     assert waited >= RUNS - LIMIT, history  # the limit, not luck, kept them apart

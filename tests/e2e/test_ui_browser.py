@@ -3,12 +3,14 @@
 Drives Debian's Chromium (/usr/bin/chromium) through Playwright; no browser
 download. The project copy keeps the default params.yaml, so the test types the
 tiny profile's values into the form (every field that differs) and picks a
-non-default strategy. Screenshots go to the test's tmp dir and docs/img/ (README).
+non-default strategy. Screenshots go to the test's tmp dir; with SYNTHLOOP_WRITE_SCREENSHOTS=1 also to
+docs/img/ (the README's pictures).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from contextlib import contextmanager
@@ -23,8 +25,16 @@ from tests.ui_proc import UiProcess, artifacts, mlflow_loop_run, wait_final
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 DOCS = REPO / "docs" / "img"
 STRATEGY = "accumulate"
 
@@ -93,10 +103,16 @@ def _label(text: str):
 
 def field(page, section: str, title: str):
     """The form property `title` inside the group of params section `section`."""
-    group = page.locator(".schema-form-property").filter(
-        has=page.locator(".schema-form-property__label", has_text=_label(section))).first
-    return group.locator(".schema-form-property").filter(
-        has=page.locator(".schema-form-property__label", has_text=_label(title))).last
+    group = (
+        page.locator(".schema-form-property")
+        .filter(has=page.locator(".schema-form-property__label", has_text=_label(section)))
+        .first
+    )
+    return (
+        group.locator(".schema-form-property")
+        .filter(has=page.locator(".schema-form-property__label", has_text=_label(title)))
+        .last
+    )
 
 
 def set_value(page, schema: dict, section: str, key: str, value) -> None:
@@ -144,9 +160,10 @@ def tiny_form() -> tuple[dict, dict]:
 
 
 def shot(page, name: str, tmp_path: Path, docs: bool = True) -> None:
-    """A screenshot in the test's tmp dir and (for the README) in docs/img/."""
+    """A screenshot in the test's tmp dir and, when asked (SYNTHLOOP_WRITE_SCREENSHOTS=1), in docs/img/."""
     page.screenshot(path=str(tmp_path / name), full_page=False)
-    if docs:
+    assert (tmp_path / name).stat().st_size > 10_000
+    if docs and os.environ.get("SYNTHLOOP_WRITE_SCREENSHOTS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(DOCS / name), full_page=False)
 
@@ -195,11 +212,21 @@ def test_custom_run_from_the_form_leaves_mlflow_dvc_and_prefect_records(ui, tmp_
     assert (ui.project / ".dvc" / "cache" / "runs").is_dir()  # the project's shared cache holds the run-cache
 
     arts = artifacts(flow_run_id)
-    assert {"loop-progress", "generation-0", "generation-1", "generation-2", "summary", "collapse-plot",
-            "dvc-record", "mlflow-run"} <= set(arts)
+    assert {
+        "loop-progress",
+        "generation-0",
+        "generation-1",
+        "generation-2",
+        "summary",
+        "collapse-plot",
+        "dvc-record",
+        "mlflow-run",
+    } <= set(arts)
     assert arts["loop-progress"].data == 100.0
     assert "data:image/png;base64," in arts["collapse-plot"].data
-    assert f"({ui.mlflow_url}/#/experiments/{loop.info.experiment_id}/runs/{loop.info.run_id})" in arts["mlflow-run"].data
+    assert (
+        f"({ui.mlflow_url}/#/experiments/{loop.info.experiment_id}/runs/{loop.info.run_id})" in arts["mlflow-run"].data
+    )
 
     # the same values again: every stage comes back from DVC's run-cache
     from prefect.deployments import run_deployment

@@ -30,6 +30,7 @@ def set_key(dotted: str, value):
     def change(raw: dict) -> None:
         section, key = dotted.split(".", 1)
         raw[section][key] = value
+
     return change
 
 
@@ -37,11 +38,13 @@ def drop_key(dotted: str):
     def change(raw: dict) -> None:
         section, key = dotted.split(".", 1)
         del raw[section][key]
+
     return change
 
 
 def corpus_file(name: str, content: bytes | str, key: str = "data.corpus", point_at: str | None = None, **more):
     """Write a corpus file into the project and point `key` at it (or at `point_at`), plus other data keys."""
+
     def change(raw: dict, root: Path) -> None:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,10 +52,13 @@ def corpus_file(name: str, content: bytes | str, key: str = "data.corpus", point
         raw["data"][key.split(".")[1]] = point_at or name
         for k, v in more.items():
             raw["data"][k] = v
+
     return change
 
 
-GOOD_DOCS = "\n\n".join(f"Once upon a time there was a king number {i} who ruled a quiet land by the sea." for i in range(60))
+GOOD_DOCS = "\n\n".join(
+    f"Once upon a time there was a king number {i} who ruled a quiet land by the sea." for i in range(60)
+)
 
 # id -> (what, params change, files change, command, exit code)
 CASES = {
@@ -68,14 +74,36 @@ CASES = {
     "bad-strategy": ("a strategy that does not exist", set_key("mix.strategy", "mixup"), None, ["run"], 2),
     "bad-self-rule": ("a self-grading rule that does not exist", set_key("grade.self_rule", "best"), None, ["run"], 2),
     "bad-grader": ("a grader that does not exist", set_key("grade.steps", ["filters", "magic"]), None, ["run"], 2),
-    "judge-no-url": ("an HTTP judge without a base URL",
-                     lambda r: (set_key("grade.steps", ["filters", "judge"])(r), set_key("grade.judge_backend", "http")(r)),
-                     None, ["run"], 2),
+    "judge-no-url": (
+        "an HTTP judge without a base URL",
+        lambda r: (set_key("grade.steps", ["filters", "judge"])(r), set_key("grade.judge_backend", "http")(r)),
+        None,
+        ["run"],
+        2,
+    ),
     "zero-generations": ("loop.chain empty (0 generations)", set_key("loop.chain", {}), None, ["run"], 2),
-    "huge-generations": ("101 generations", set_key("loop.chain", {str(k): k - 1 for k in range(1, 102)}), None, ["run"], 2),
+    "huge-generations": (
+        "101 generations",
+        set_key("loop.chain", {str(k): k - 1 for k in range(1, 102)}),
+        None,
+        ["run"],
+        2,
+    ),
     "chain-int-keys": ("loop.chain with unquoted keys", set_key("loop.chain", {1: 0}), None, ["run"], 2),
-    "sample-above-context": ("samples longer than the model context", set_key("generate.max_new_tokens", 500), None, ["run"], 2),
-    "block-above-context": ("training block longer than the context", set_key("train.block_size", 128), None, ["run"], 2),
+    "sample-above-context": (
+        "samples longer than the model context",
+        set_key("generate.max_new_tokens", 500),
+        None,
+        ["run"],
+        2,
+    ),
+    "block-above-context": (
+        "training block longer than the context",
+        set_key("train.block_size", 128),
+        None,
+        ["run"],
+        2,
+    ),
     "heads-divide": ("n_embd not divisible by n_head", set_key("model.n_head", 3), None, ["run"], 2),
     "warmup-too-long": ("warmup >= steps", set_key("train.warmup_steps", 30), None, ["run"], 2),
     "micro-batch": ("micro_batch does not divide batch_size", set_key("train.micro_batch", 3), None, ["run"], 2),
@@ -86,19 +114,84 @@ CASES = {
     "stage-gen-range": ("--gen outside loop.chain", None, None, ["stage", "train", "--gen", "9"], 2),
     "corpus-missing": ("corpus file missing", set_key("data.corpus", "missing.txt"), None, ["stage", "prepare"], 1),
     "corpus-empty": ("corpus file empty", None, corpus_file("c/empty.txt", ""), ["stage", "prepare"], 1),
-    "corpus-dir-no-text": ("a folder without .txt files", None, corpus_file("c/dir/readme.md", "# hi", point_at="c/dir"), ["stage", "prepare"], 1),
-    "corpus-binary": ("a binary corpus", None, corpus_file("c/bin.txt", b"\x00\x01\x02" * 100), ["stage", "prepare"], 1),
-    "corpus-not-utf8": ("a Latin-1 corpus", None, corpus_file("c/latin1.txt", "caf\xe9 au lait\n".encode("latin-1") * 20), ["stage", "prepare"], 1),
-    "corpus-one-line": ("one giant line, no test corpus", None, corpus_file("c/line.txt", "word " * 200_000, test_corpus=None), ["stage", "prepare"], 1),
-    "corpus-too-few-docs": ("two documents, no test corpus", None, corpus_file("c/two.txt", GOOD_DOCS.split("\n\n")[0] + "\n\n" + GOOD_DOCS.split("\n\n")[1], test_corpus=None), ["stage", "prepare"], 1),
-    "corpus-short-docs": ("no document reaches data.min_chars", set_key("data.min_chars", 100_000), None, ["stage", "prepare"], 1),
-    "corpus-tiny": ("fewer tokens than one training window",
-                    lambda r: (set_key("tokenizer.vocab_size", 260)(r), set_key("data.min_chars", 10)(r)), corpus_file("c/tiny.txt", "A fox met a crow."), ["stage", "prepare"], 1),
-    "jsonl-bad-line": ("a .jsonl line that is not JSON", None, corpus_file("c/bad.jsonl", '{"text": "fine"}\nnot json\n'), ["stage", "prepare"], 1),
-    "jsonl-no-text": ("a .jsonl row without 'text'", None, corpus_file("c/notext.jsonl", '{"body": "x"}\n'), ["stage", "prepare"], 1),
-    "vocab-too-large": ("a vocabulary the corpus cannot fill", set_key("tokenizer.vocab_size", 60000), None, ["stage", "prepare"], 1),
+    "corpus-dir-no-text": (
+        "a folder without .txt files",
+        None,
+        corpus_file("c/dir/readme.md", "# hi", point_at="c/dir"),
+        ["stage", "prepare"],
+        1,
+    ),
+    "corpus-binary": (
+        "a binary corpus",
+        None,
+        corpus_file("c/bin.txt", b"\x00\x01\x02" * 100),
+        ["stage", "prepare"],
+        1,
+    ),
+    "corpus-not-utf8": (
+        "a Latin-1 corpus",
+        None,
+        corpus_file("c/latin1.txt", "caf\xe9 au lait\n".encode("latin-1") * 20),
+        ["stage", "prepare"],
+        1,
+    ),
+    "corpus-one-line": (
+        "one giant line, no test corpus",
+        None,
+        corpus_file("c/line.txt", "word " * 200_000, test_corpus=None),
+        ["stage", "prepare"],
+        1,
+    ),
+    "corpus-too-few-docs": (
+        "two documents, no test corpus",
+        None,
+        corpus_file("c/two.txt", GOOD_DOCS.split("\n\n")[0] + "\n\n" + GOOD_DOCS.split("\n\n")[1], test_corpus=None),
+        ["stage", "prepare"],
+        1,
+    ),
+    "corpus-short-docs": (
+        "no document reaches data.min_chars",
+        set_key("data.min_chars", 100_000),
+        None,
+        ["stage", "prepare"],
+        1,
+    ),
+    "corpus-tiny": (
+        "fewer tokens than one training window",
+        lambda r: (set_key("tokenizer.vocab_size", 260)(r), set_key("data.min_chars", 10)(r)),
+        corpus_file("c/tiny.txt", "A fox met a crow."),
+        ["stage", "prepare"],
+        1,
+    ),
+    "jsonl-bad-line": (
+        "a .jsonl line that is not JSON",
+        None,
+        corpus_file("c/bad.jsonl", '{"text": "fine"}\nnot json\n'),
+        ["stage", "prepare"],
+        1,
+    ),
+    "jsonl-no-text": (
+        "a .jsonl row without 'text'",
+        None,
+        corpus_file("c/notext.jsonl", '{"body": "x"}\n'),
+        ["stage", "prepare"],
+        1,
+    ),
+    "vocab-too-large": (
+        "a vocabulary the corpus cannot fill",
+        set_key("tokenizer.vocab_size", 60000),
+        None,
+        ["stage", "prepare"],
+        1,
+    ),
     "tokenizer-missing": ("a stage run before prepare", None, None, ["stage", "train", "--gen", "0"], 1),
-    "model-missing": ("a stage whose input model was never trained", None, "tokenizer", ["stage", "evaluate", "--gen", "0"], 1),
+    "model-missing": (
+        "a stage whose input model was never trained",
+        None,
+        "tokenizer",
+        ["stage", "evaluate", "--gen", "0"],
+        1,
+    ),
     "model-corrupt": ("a truncated model file", None, "corrupt-model", ["stage", "evaluate", "--gen", "0"], 1),
     "tokenizer-corrupt": ("a garbled tokenizer.json", None, "corrupt-tokenizer", ["stage", "train", "--gen", "0"], 1),
     "sweep-unknown-arm-key": ("a sweep arm with a typo", None, "sweep", ["sweep", "bad.yaml"], 2),
@@ -114,8 +207,11 @@ def corpus(tmp_path_factory):
 
 def snapshot(root: Path) -> dict[str, int]:
     skip = {".mlflow", ".prefect", ".hf"}
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
-            if p.is_file() and not skip & set(p.relative_to(root).parts)}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.is_file() and not skip & set(p.relative_to(root).parts)
+    }
 
 
 def prepare_files(kind: str, root: Path, raw: dict) -> None:
@@ -137,11 +233,13 @@ def prepare_files(kind: str, root: Path, raw: dict) -> None:
         model = root / "gens" / "0" / "model"
         model.mkdir(parents=True)
         (model / "config.json").write_text('{"model_type": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2}')
-        (model / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+        (model / "model.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
         (root / "data" / "test.jsonl").write_text('{"text": "x"}\n')
         (root / "gens" / "0" / "train_set.jsonl").write_text('{"text": "x", "source": "real"}\n')
     elif kind == "sweep":
-        (root / "bad.yaml").write_text(yaml.safe_dump({"name": "bad", "seeds": [0], "arms": {"a": {"mix.stratgy": "x"}}}))
+        (root / "bad.yaml").write_text(
+            yaml.safe_dump({"name": "bad", "seeds": [0], "arms": {"a": {"mix.stratgy": "x"}}})
+        )
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -188,40 +286,67 @@ def test_disk_full_mid_write_loses_nothing(corpus, tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
 
     # warm the MLflow store without the limit (its database is larger than the limit)
-    subprocess.run([sys.executable, "-c", f"from mlflow.tracking import MlflowClient; MlflowClient('{env['MLFLOW_TRACKING_URI']}').search_experiments()"],
-                   env=env, check=True, capture_output=True)
-    out = subprocess.run([sys.executable, "-m", "synthloop", "stage", "prepare"], cwd=root, env=env,
-                         capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from mlflow.tracking import MlflowClient; "
+            f"MlflowClient('{env['MLFLOW_TRACKING_URI']}').search_experiments()",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "synthloop", "stage", "prepare"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=300,
+    )
     assert out.returncode == 1, out.stderr[-2000:]
     line = out.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(r"error: \S+: File too large; free space \(or raise the limit\) and rerun the same command: "
-                        r"finished stages are kept", line), line
-    assert not list((root / "data").glob("*.jsonl")) or all(p.stat().st_size > 0 for p in (root / "data").glob("*.jsonl"))
+    assert re.fullmatch(
+        r"error: \S+: File too large; free space \(or raise the limit\) and rerun the same command: "
+        r"finished stages are kept",
+        line,
+    ), line
+    assert not list((root / "data").glob("*.jsonl")) or all(
+        p.stat().st_size > 0 for p in (root / "data").glob("*.jsonl")
+    )
     assert not list(root.rglob(".*.tmp"))  # the partial file was removed, not left behind
     RESULTS["disk-full"] = (1, re.sub(r"error: \S+:", "error: <project>/data/<file>:", line))
 
 
 def test_dvc_lock_held_by_another_process_is_one_line(tmp_path):
-    from dvc.lock import make_lock
     from dvc.repo import Repo
 
     from synthloop.io import DataError
-    from synthloop.versioning import up_to_date
+    from synthloop.versioning import DvcResume
 
     Repo.init(str(tmp_path), no_scm=True)
     (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo hi\n")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom dvc.lock import make_lock\n"
-                               f"l = make_lock({str(tmp_path / '.dvc' / 'tmp' / 'lock')!r}); l.lock(); print('held', flush=True); time.sleep(120)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom dvc.lock import make_lock\n"
+            f"l = make_lock({str(tmp_path / '.dvc' / 'tmp' / 'lock')!r}); l.lock(); "
+            "print('held', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(DataError, match=r"DVC is busy .*wait for the other dvc process") as err:
-            up_to_date(tmp_path, "s")
+            DvcResume(tmp_path).done("s", None)
         assert "\n" not in str(err.value)
     finally:
         holder.kill()
         holder.wait()
-    assert make_lock  # imported for the holder's API
 
 
 def documented() -> dict[str, tuple[int, str]]:

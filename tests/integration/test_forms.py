@@ -66,12 +66,20 @@ def test_literals_are_dropdowns_and_bounds_are_min_max(schema):
             if typing.get_origin(field.annotation) is typing.Literal:
                 assert spec["enum"] == list(typing.get_args(field.annotation)), f"{name}.{key}"
             for meta in field.metadata:
-                for attr, word in (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"),
-                                   ("lt", "exclusiveMaximum")):
+                for attr, word in (
+                    ("ge", "minimum"),
+                    ("le", "maximum"),
+                    ("gt", "exclusiveMinimum"),
+                    ("lt", "exclusiveMaximum"),
+                ):
                     if getattr(meta, attr, None) is not None:
                         assert spec[word] == getattr(meta, attr), f"{name}.{key} {word}"
-    assert _section(schema, "mix")["properties"]["strategy"]["enum"] == \
-        ["replace", "accumulate", "accumulate_subsample", "fixed_fraction"]
+    assert _section(schema, "mix")["properties"]["strategy"]["enum"] == [
+        "replace",
+        "accumulate",
+        "accumulate_subsample",
+        "fixed_fraction",
+    ]
     real_fraction = _section(schema, "mix")["properties"]["real_fraction"]
     assert (real_fraction["minimum"], real_fraction["maximum"]) == (0, 1)
 

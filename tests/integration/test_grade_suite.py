@@ -15,8 +15,15 @@ from synthloop.stages.report import COLUMNS, GRADER_COLUMNS, summary_rows
 from tests.conftest import small_corpus, tiny_params
 
 ALL = ["filters", "dedup", "decontaminate", "self", "reference", "verifier", "judge"]
-SCORES = {"filters": ["repetition", "garbage"], "dedup": ["dedup_sim"], "decontaminate": ["contamination"],
-          "self": ["self_ppl"], "reference": ["ref_ppl"], "verifier": ["verifier_p"], "judge": ["judge_score"]}
+SCORES = {
+    "filters": ["repetition", "garbage"],
+    "dedup": ["dedup_sim"],
+    "decontaminate": ["contamination"],
+    "self": ["self_ppl"],
+    "reference": ["ref_ppl"],
+    "verifier": ["verifier_p"],
+    "judge": ["judge_score"],
+}
 
 
 def grader_of(reason: str) -> str:
@@ -31,10 +38,21 @@ def graded(tmp_path_factory):
     train, test = small_corpus(root / "corpus")
     # the tiny gen-0 model's samples all sit above real text's reference band, so the
     # band would drop every one: the reference grader scores here, its rule is unit-tested
-    raw = tiny_params(train, test, loop={"chain": {"1": 0, "2": 1}},
-                      grade={"steps": ALL, "max_garbage": 0.3, "reference_rule": "none",
-                             "verifier_rule": "resample", "verifier_fraction": 0.7,
-                             "judge_model_dir": "gen0", "judge_mode": "logits", "judge_min_score": 1.0})
+    raw = tiny_params(
+        train,
+        test,
+        loop={"chain": {"1": 0, "2": 1}},
+        grade={
+            "steps": ALL,
+            "max_garbage": 0.3,
+            "reference_rule": "none",
+            "verifier_rule": "resample",
+            "verifier_fraction": 0.7,
+            "judge_model_dir": "gen0",
+            "judge_mode": "logits",
+            "judge_min_score": 1.0,
+        },
+    )
     params = parse_params(raw)
     for name, gen in [("prepare", None), ("mix", 0), ("train", 0), ("generate", 1)]:
         run_stage(name, params, root, gen)
@@ -53,7 +71,7 @@ def test_every_grader_scores_counts_and_is_audited(graded):
     assert stats["n_kept"] + drops == len(rows) == stats["n_kept"] + sum(stats[f"{g}_dropped"] for g in ALL)
     assert stats["verifier_dropped"] > 0 and stats["n_kept"] > 0
     for row in rows:
-        reached = ALL if row["kept"] else ALL[:ALL.index(grader_of(row["dropped_by"])) + 1]
+        reached = ALL if row["kept"] else ALL[: ALL.index(grader_of(row["dropped_by"])) + 1]
         for grader in reached:
             assert all(key in row["scores"] for key in SCORES[grader]), (grader, row)
     for grader in ("filters", "self", "reference", "verifier", "judge"):
@@ -92,8 +110,9 @@ def test_next_generation_drops_what_an_earlier_one_kept(graded, tmp_path):
     params, root, lay, _ = graded
     shutil.copytree(lay.model(0), lay.model(1))  # stands in for a trained gen-1 model
     rows = io.read_rows(lay.synthetic(1))
-    io.write_rows(lay.synthetic(2), [{**r, "id": r["id"].replace("g1:", "g2:"), "generation": 2, "parent": 1}
-                                     for r in rows])
+    io.write_rows(
+        lay.synthetic(2), [{**r, "id": r["id"].replace("g1:", "g2:"), "generation": 2, "parent": 1} for r in rows]
+    )
     verifier_before = lay.verifier.stat().st_mtime_ns
     stats = run_stage("grade", params, root, 2)
     kept1 = {r["text"] for r in io.read_rows(lay.graded(1)) if r["kept"]}
@@ -109,6 +128,6 @@ def test_report_columns_tolerate_graders_that_are_off(graded):
         io.write_json(lay.metrics(k), {c: 1.0 for c in COLUMNS if c not in GRADER_COLUMNS})
         io.write_json(lay.mix_stats(k), {"n_train": 1})
     rows = summary_rows(lay, 1)
-    assert rows[0]["audit_verifier_auc"] == "" and rows[0]["dedup_dropped"] == ""   # gen 0 is not graded
+    assert rows[0]["audit_verifier_auc"] == "" and rows[0]["dedup_dropped"] == ""  # gen 0 is not graded
     assert rows[1]["audit_verifier_auc"] == io.read_json(lay.grade_stats(1))["audit_verifier_auc"]
     assert set(GRADER_COLUMNS) <= set(COLUMNS) and len(GRADERS) == 7

@@ -31,13 +31,14 @@ def test_loop_flow_runs_every_stage_as_a_task(harness, tmp_path):
     with get_client(sync_client=True) as client:
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
     names = sorted(t.name for t in tasks)
     assert len(names) == 10  # prepare, 3 for gen 0, 5 for gen 1, report
-    assert "generate[gen 1]" in names and "train[gen 0]" in names and "report[gen None]" in names
+    assert "generate@1" in names and "train0" in names and "report" in names  # the stage ids DVC uses
     assert all(t.state.is_completed() for t in tasks)
     keys = {a.key for a in artifacts}
-    assert {"generation-0", "generation-1", "summary", "mlflow-run"} <= keys
+    assert {"generation-0", "generation-1", "summary", "mlflow-run", "collapse-plot", "loop-progress"} <= keys
     md = next(a for a in artifacts if a.key == "generation-1").data
     assert "test_ppl" in md and "## Samples" in md
 
@@ -49,8 +50,13 @@ def test_loop_flow_runs_every_stage_as_a_task(harness, tmp_path):
 
 def test_failing_stage_fails_the_flow_with_one_line_cause(harness, tmp_path):
     train, test = small_corpus(tmp_path / "corpus", n_train=120, n_test=10)
-    raw = tiny_params(train, test, loop={"chain": {"1": 0}}, grade={"min_words": 900},
-                      tracking={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    raw = tiny_params(
+        train,
+        test,
+        loop={"chain": {"1": 0}},
+        grade={"min_words": 900},
+        tracking={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    )
     write_params(tmp_path, raw)
     state = loop("params.yaml", root=str(tmp_path), return_state=True)
     assert state.is_failed()

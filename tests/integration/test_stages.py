@@ -15,16 +15,25 @@ from synthloop.runner import run_stage
 from synthloop.tracking import TAG_GEN, TAG_LOOP, LoopTracker
 from tests.conftest import small_corpus, tiny_params
 
-ORDER = [("prepare", None), ("mix", 0), ("train", 0), ("evaluate", 0),
-         ("generate", 1), ("grade", 1), ("mix", 1), ("train", 1), ("evaluate", 1), ("report", None)]
+ORDER = [
+    ("prepare", None),
+    ("mix", 0),
+    ("train", 0),
+    ("evaluate", 0),
+    ("generate", 1),
+    ("grade", 1),
+    ("mix", 1),
+    ("train", 1),
+    ("evaluate", 1),
+    ("report", None),
+]
 
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     train, test = small_corpus(root / "corpus")
-    raw = tiny_params(train, test, loop={"chain": {"1": 0}},
-                      tracking={"uri": f"sqlite:///{root / 'mlflow.db'}"})
+    raw = tiny_params(train, test, loop={"chain": {"1": 0}}, tracking={"uri": f"sqlite:///{root / 'mlflow.db'}"})
     params = parse_params(raw)
     tracker = LoopTracker(params, root, loop_id="test-loop")
     results = {(name, gen): run_stage(name, params, root, gen, tracker) for name, gen in ORDER}
@@ -78,8 +87,18 @@ def test_evaluate_and_report(loop_run):
     assert m["test_ppl"] == pytest.approx(__import__("math").exp(m["test_ce"]))
     assert 0 < m["distinct_1"] <= 1 and m["unigram_kl"] > 0
     header = lay.summary.read_text().splitlines()[0].split(",")
-    for col in ["generation", "test_ce", "test_ppl", "distinct_1", "distinct_2", "unigram_kl",
-                "n_train", "synthetic_share", "n_generated", "n_kept"]:
+    for col in [
+        "generation",
+        "test_ce",
+        "test_ppl",
+        "distinct_1",
+        "distinct_2",
+        "unigram_kl",
+        "n_train",
+        "synthetic_share",
+        "n_generated",
+        "n_kept",
+    ]:
         assert col in header
     assert len(lay.summary.read_text().splitlines()) == 3
     assert lay.plot.read_bytes()[:4] == b"\x89PNG"
@@ -97,8 +116,7 @@ def test_mlflow_has_params_metrics_children_and_hashes(loop_run):
     # each generation's grader audit is charted on the loop run too, step = generation
     assert [m.step for m in client.get_metric_history(tracker.parent_id, "grade.audit_self_auc")] == [1]
     assert [m.step for m in client.get_metric_history(tracker.parent_id, "grade.kept_share")] == [1]
-    children = client.search_runs([tracker.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{tracker.parent_id}'")
+    children = client.search_runs([tracker.experiment_id], f"tags.`mlflow.parentRunId` = '{tracker.parent_id}'")
     by_gen = {r.data.tags[TAG_GEN]: r for r in children}
     assert set(by_gen) == {"0", "1"}
     assert by_gen["1"].data.tags["dvc.train_set.md5"] == io.md5_file(lay.train_set(1))

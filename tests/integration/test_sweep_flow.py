@@ -10,7 +10,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
-from synthloop.experiments.sweep import sweep
+from flows.sweep import sweep
 from tests.conftest import small_corpus, tiny_params, write_params
 
 
@@ -32,7 +32,13 @@ def test_sweep_compares_strategies_and_resumes_without_recomputing(harness, tmp_
     folder = tmp_path / "sweeps" / "two"
     rows = list(csv.DictReader((folder / "summary.csv").open()))
     assert [(r["arm"], r["generation"]) for r in rows] == [
-        ("replace", "0"), ("replace", "1"), ("replace", "2"), ("accumulate", "0"), ("accumulate", "1"), ("accumulate", "2")]
+        ("replace", "0"),
+        ("replace", "1"),
+        ("replace", "2"),
+        ("accumulate", "0"),
+        ("accumulate", "1"),
+        ("accumulate", "2"),
+    ]
     assert {r["mix.strategy"] for r in rows} == {"replace", "accumulate"}
     by = {(r["arm"], r["generation"]): r for r in rows}
     assert float(by["accumulate", "2"]["n_train"]) > float(by["replace", "2"]["n_train"])
@@ -47,8 +53,9 @@ def test_sweep_compares_strategies_and_resumes_without_recomputing(harness, tmp_
         assert (folder / "report" / png).stat().st_size > 10_000
 
     client = MlflowClient(uri)
-    children = client.search_runs([client.get_run(sweep_id).info.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{sweep_id}'")
+    children = client.search_runs(
+        [client.get_run(sweep_id).info.experiment_id], f"tags.`mlflow.parentRunId` = '{sweep_id}'"
+    )
     assert sorted(c.info.run_name for c in children) == ["two/accumulate-s0", "two/replace-s0"]
     assert all("test_ppl" in c.data.metrics for c in children)
     assert "report/report.md" in {a.path for a in client.list_artifacts(sweep_id, "report")}

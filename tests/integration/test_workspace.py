@@ -30,7 +30,9 @@ def test_workspace_has_its_params_dvc_repo_and_the_shared_cache(tmp_path):
     assert raw["data"]["corpus"] == str((project / "../shared/corpora/fairytales/train.txt").resolve())
     assert os.path.isabs(raw["data"]["test_corpus"]) and raw["paths"]["gens"] == "gens"
     assert (ws.root / "dvc.yaml").read_text() == (project / "dvc.yaml").read_text()
-    assert (ws.root / "synthloop" / "stages" / "train.py").is_file() and not list(ws.root.glob("synthloop/**/__pycache__"))
+    assert (ws.root / "synthloop" / "stages" / "train.py").is_file() and not list(
+        ws.root.glob("synthloop/**/__pycache__")
+    )
     config = (ws.root / ".dvc" / "config").read_text()
     assert "no_scm = true" in config and f"dir = {project / '.dvc' / 'cache'}" in config
 
@@ -49,8 +51,10 @@ def logs(flow_run_id) -> list[str]:
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        return [entry.message for entry in client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+        return [
+            entry.message
+            for entry in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +81,10 @@ def test_two_runs_at_once_keep_their_own_files_and_records(ui):
     from prefect.deployments import run_deployment
 
     wanted = {(0, "replace"), (1, "accumulate")}
-    submitted = [run_deployment("loop/default", parameters=_form(ui, seed, strategy), timeout=0)
-                 for seed, strategy in sorted(wanted)]
+    submitted = [
+        run_deployment("loop/default", parameters=_form(ui, seed, strategy), timeout=0)
+        for seed, strategy in sorted(wanted)
+    ]
     runs = [wait_final(r.id, timeout=600) for r in submitted]
     for run in runs:
         assert run.state.is_completed(), f"{run.state.name}: {run.state.message}\n{ui.logs()}"
@@ -93,7 +99,7 @@ def test_two_runs_at_once_keep_their_own_files_and_records(ui):
         seen.add(got)
         assert params["loop"]["chain"] == {"1": 0}
         lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
-        assert lock["mix@1"]["params"]["params.yaml"]["mix"]["strategy"] == got[1]
+        assert lock["mix@1"]["params"]["params.yaml"]["mix.strategy"] == got[1]  # the exact keys it reads
         assert (ws / "reports" / "summary.csv").is_file() and (ws / "gens" / "1" / "model").is_dir()
         assert not (ws / "gens" / "2").exists()
         client, loop = mlflow_loop_run(ui.store, run.id)
@@ -101,7 +107,7 @@ def test_two_runs_at_once_keep_their_own_files_and_records(ui):
         assert loop.data.tags["synthloop.dvc_workspace"] == str(ws)
         mlflow_ids.add(loop.info.run_id)
         assert "mlflow-run" in artifacts(run.id)
-        assert any("stage train[gen 1]: done" in line for line in logs(run.id))  # stage logs reach the UI
+        assert any("stage train@1: done" in line for line in logs(run.id))  # stage logs reach the UI
     assert seen == wanted and len(mlflow_ids) == 2
     assert not (ui.project / "gens").exists() and not (ui.project / "dvc.lock").exists()  # the project is untouched
 
@@ -132,8 +138,11 @@ def test_out_of_range_with_validation_switched_off_still_fails_before_any_stage(
     with get_client(sync_client=True) as client:
         dep = client.read_deployment_by_name("loop/default")
     mix = dict(dep.parameter_openapi_schema["properties"]["mix"]["default"], real_fraction=1.5)
-    created = httpx.post(f"{ui.api}/deployments/{dep.id}/create_flow_run",  # what the unticked box sends
-                         json={"parameters": {"mix": mix}, "enforce_parameter_schema": False}, timeout=30)
+    created = httpx.post(
+        f"{ui.api}/deployments/{dep.id}/create_flow_run",  # what the unticked box sends
+        json={"parameters": {"mix": mix}, "enforce_parameter_schema": False},
+        timeout=30,
+    )
     assert created.status_code == 201, created.text
     run = wait_final(created.json()["id"], timeout=300)
     assert run.state.is_failed() and "real_fraction" in run.state.message, run.state.message
@@ -142,8 +151,14 @@ def test_out_of_range_with_validation_switched_off_still_fails_before_any_stage(
 
 @pytest.mark.slow
 def test_a_taken_port_is_one_line_and_exit_2(ui):
-    out = subprocess.run([str(BIN / "synthloop"), "ui", "--prefect-port", str(ui.prefect_port)], cwd=ui.project,
-                         env=ui.env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(BIN / "synthloop"), "ui", "--prefect-port", str(ui.prefect_port)],
+        cwd=ui.project,
+        env=ui.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip() == f"error: port {ui.prefect_port} on 127.0.0.1 is in use; pass --prefect-port"
 

@@ -37,10 +37,12 @@ def tiny() -> Params:
 @pytest.fixture
 def config_error(tmp_path):
     """Write `raw` to a params file, load it and return the ConfigError message."""
+
     def _error(raw_params) -> str:
         path = tmp_path / "params.yaml"
         path.write_text(yaml.safe_dump(raw_params, sort_keys=False), encoding="utf-8")
         with pytest.raises(ConfigError) as info:
             load_params(path)
         return str(info.value)
+
     return _error

@@ -14,8 +14,16 @@ def frame() -> pd.DataFrame:
     for arm, slope in (("replace", 1.0), ("accumulate", 0.1)):
         for seed, start in ((0, 5.0), (1, 6.0)):
             for g in range(3):
-                rows.append({"arm": arm, "seed": seed, "run": f"{arm}-s{seed}", "generation": g,
-                             "test_ce": start + slope * g, "distinct_2": 0.9 - 0.1 * g * slope})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "run": f"{arm}-s{seed}",
+                        "generation": g,
+                        "test_ce": start + slope * g,
+                        "distinct_2": 0.9 - 0.1 * g * slope,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -64,11 +72,15 @@ def test_headline_draws_an_arm_that_would_squash_the_others_off_scale(tmp_path, 
     from synthloop.experiments import compare
 
     df = frame()
-    wild = df[df.arm == "replace"].assign(arm="wild", run=lambda d: d.run + "w", test_ce=lambda d: 5 + 40 * d.generation)
+    wild = df[df.arm == "replace"].assign(
+        arm="wild", run=lambda d: d.run + "w", test_ce=lambda d: 5 + 40 * d.generation
+    )
     notes = []
     real_annotate = __import__("matplotlib.axes", fromlist=["Axes"]).Axes.annotate
-    monkeypatch.setattr("matplotlib.axes.Axes.annotate", lambda ax, text, *a, **k: notes.append(text) or
-                        real_annotate(ax, text, *a, **k))
+    monkeypatch.setattr(
+        "matplotlib.axes.Axes.annotate",
+        lambda ax, text, *a, **k: notes.append(text) or real_annotate(ax, text, *a, **k),
+    )
     assert compare.headline(with_deltas(pd.concat([df, wild]), ["test_ce"]), tmp_path / "h.png", "t")
     assert notes == ["wild off scale: +80 at gen 2"]
     notes.clear()

@@ -40,62 +40,53 @@ def _prefix_prompt(raw: dict) -> dict:
 
 # id: (mutation of params.yaml, substrings the one-line message must contain)
 CASES = {
-    "wrong type": (
-        lambda r: _set(r, "model.n_layer", "two"), ["model.n_layer", "'two'"]),
-    "out of range": (
-        lambda r: _set(r, "mix.real_fraction", 1.5), ["mix.real_fraction", "1.5"]),
-    "below minimum": (
-        lambda r: _set(r, "train.steps", 0), ["train.steps"]),
+    "wrong type": (lambda r: _set(r, "model.n_layer", "two"), ["model.n_layer", "'two'"]),
+    "out of range": (lambda r: _set(r, "mix.real_fraction", 1.5), ["mix.real_fraction", "1.5"]),
+    "below minimum": (lambda r: _set(r, "train.steps", 0), ["train.steps"]),
     "unknown key, close": (
         lambda r: _set(r, "mix.real_fractoin", 0.1),
-        ["unknown key 'mix.real_fractoin'", "did you mean 'mix.real_fraction'"]),
-    "unknown section, close": (
-        lambda r: r.update(mixx={}) or r, ["unknown key 'mixx'", "did you mean 'mix'"]),
-    "missing key": (
-        lambda r: r["train"].pop("lr") and r, ["missing key 'train.lr'"]),
-    "invalid strategy": (
-        lambda r: _set(r, "mix.strategy", "blend"), ["mix.strategy", "'blend'", *STRATEGIES]),
-    "invalid self_rule": (
-        lambda r: _set(r, "grade.self_rule", "median"), ["grade.self_rule", "band"]),
-    "chain with integer keys": (
-        lambda r: _set(r, "loop.chain", {1: 0, 2: 1}), ["loop.chain", "quoted"]),
-    "non-consecutive chain": (
-        lambda r: _set(r, "loop.chain", {"1": 0, "3": 2}), ["loop.chain"]),
-    "chain not starting at 0": (
-        lambda r: _set(r, "loop.chain", {"1": 1}), ["loop.chain"]),
-    "empty chain": (
-        lambda r: _set(r, "loop.chain", {}), ["loop.chain"]),
-    "block_size > context": (
-        lambda r: _set(r, "train.block_size", 512), ["train.block_size", "model.context"]),
+        ["unknown key 'mix.real_fractoin'", "did you mean 'mix.real_fraction'"],
+    ),
+    "unknown section, close": (lambda r: r.update(mixx={}) or r, ["unknown key 'mixx'", "did you mean 'mix'"]),
+    "missing key": (lambda r: r["train"].pop("lr") and r, ["missing key 'train.lr'"]),
+    "invalid strategy": (lambda r: _set(r, "mix.strategy", "blend"), ["mix.strategy", "'blend'", *STRATEGIES]),
+    "invalid self_rule": (lambda r: _set(r, "grade.self_rule", "median"), ["grade.self_rule", "band"]),
+    "chain with integer keys": (lambda r: _set(r, "loop.chain", {1: 0, 2: 1}), ["loop.chain", "quoted"]),
+    "non-consecutive chain": (lambda r: _set(r, "loop.chain", {"1": 0, "3": 2}), ["loop.chain"]),
+    "chain not starting at 0": (lambda r: _set(r, "loop.chain", {"1": 1}), ["loop.chain"]),
+    "empty chain": (lambda r: _set(r, "loop.chain", {}), ["loop.chain"]),
+    "block_size > context": (lambda r: _set(r, "train.block_size", 512), ["train.block_size", "model.context"]),
     "bos prompt + tokens > context": (
-        lambda r: _set(r, "generate.max_new_tokens", 256), ["generate.max_new_tokens", "(1)"]),
-    "prefix prompt + tokens > context": (
-        _prefix_prompt, ["generate.max_new_tokens", "(17)", "model.context"]),
-    "heads do not divide": (
-        lambda r: _set(r, "model.n_head", 3), ["model.n_embd", "model.n_head"]),
-    "band reversed": (
-        lambda r: _set(r, "grade.self_band_low", 0.95), ["grade.self_band_low"]),
+        lambda r: _set(r, "generate.max_new_tokens", 256),
+        ["generate.max_new_tokens", "(1)"],
+    ),
+    "prefix prompt + tokens > context": (_prefix_prompt, ["generate.max_new_tokens", "(17)", "model.context"]),
+    "heads do not divide": (lambda r: _set(r, "model.n_head", 3), ["model.n_embd", "model.n_head"]),
+    "band reversed": (lambda r: _set(r, "grade.self_band_low", 0.95), ["grade.self_band_low"]),
     "unknown grader, close": (
         lambda r: _set(r, "grade.steps", ["filters", "dedupe"]),
-        ["grade.steps", "unknown grader 'dedupe'", "did you mean 'dedup'?", "decontaminate"]),
+        ["grade.steps", "unknown grader 'dedupe'", "did you mean 'dedup'?", "decontaminate"],
+    ),
     "unknown grader, far": (
-        lambda r: _set(r, "grade.steps", ["zzz"]), ["grade.steps", "unknown grader 'zzz'", "choose from"]),
+        lambda r: _set(r, "grade.steps", ["zzz"]),
+        ["grade.steps", "unknown grader 'zzz'", "choose from"],
+    ),
     "grader listed twice": (
-        lambda r: _set(r, "grade.steps", ["self", "filters", "self"]), ["grade.steps", "'self' is listed twice"]),
-    "steps not a list": (
-        lambda r: _set(r, "grade.steps", "filters"), ["grade.steps"]),
-    "reference band reversed": (
-        lambda r: _set(r, "grade.reference_low", 0.99), ["grade.reference_low"]),
+        lambda r: _set(r, "grade.steps", ["self", "filters", "self"]),
+        ["grade.steps", "'self' is listed twice"],
+    ),
+    "steps not a list": (lambda r: _set(r, "grade.steps", "filters"), ["grade.steps"]),
+    "reference band reversed": (lambda r: _set(r, "grade.reference_low", 0.99), ["grade.reference_low"]),
     "reference band without real documents": (
         lambda r: _set(_set(r, "grade.steps", ["reference"]), "grade.audit_size", 0),
-        ["grade.audit_size", "reference band"]),
-    "local judge without a model": (
-        lambda r: _set(r, "grade.steps", ["judge"]), ["grade.judge_model_dir", "local"]),
+        ["grade.audit_size", "reference band"],
+    ),
+    "local judge without a model": (lambda r: _set(r, "grade.steps", ["judge"]), ["grade.judge_model_dir", "local"]),
     "http judge without a url": (
         lambda r: _set(_set(r, "grade.steps", ["judge"]), "grade.judge_backend", "http"),
-        ["grade.judge_base_url"]),
-    "invalid verifier_rule": (
-        lambda r: _set(r, "grade.verifier_rule", "best"), ["grade.verifier_rule", "resample"]),
+        ["grade.judge_base_url"],
+    ),
+    "invalid verifier_rule": (lambda r: _set(r, "grade.verifier_rule", "best"), ["grade.verifier_rule", "resample"]),
 }
 
 
@@ -120,12 +111,15 @@ def test_context_boundary_is_allowed(raw, tmp_path):
     assert load_params(path).generate.max_new_tokens == raw["model"]["context"] - 1
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("paths: [data\n", "not valid YAML"),
-    (b"\xff\xfe\x00binary", "not valid YAML"),
-    ("just a sentence\n", "expected a mapping"),
-    ("", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("paths: [data\n", "not valid YAML"),
+        (b"\xff\xfe\x00binary", "not valid YAML"),
+        ("just a sentence\n", "expected a mapping"),
+        ("", "expected a mapping"),
+    ],
+)
 def test_non_yaml_params_file(tmp_path, content, expected):
     path = tmp_path / "params.yaml"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -140,8 +134,14 @@ def test_missing_params_file(tmp_path):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("steps", [[], ["judge", "verifier", "self", "filters"],
-                                   ["dedup", "decontaminate", "filters", "reference", "self", "verifier", "judge"]])
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [],
+        ["judge", "verifier", "self", "filters"],
+        ["dedup", "decontaminate", "filters", "reference", "self", "verifier", "judge"],
+    ],
+)
 def test_grade_steps_any_order_each_at_most_once(raw, tmp_path, steps):
     _set(raw, "grade.steps", steps)
     _set(raw, "grade.judge_model_dir", "gens/0/model")

@@ -53,7 +53,7 @@ def test_each_dvc_stage_matches_its_table_row(resolved):
         code = [f"synthloop/stages/{stage.name}.py", *stage.code]
         files = [d for d in dvc.deps if not hasattr(d, "params")]
         params_deps = [d for d in dvc.deps if hasattr(d, "params")]
-        assert [d.def_path for d in files] == [_rel(p, project) for p in reads] + code
+        assert list(dict.fromkeys(d.def_path for d in files)) == [_rel(p, project) for p in reads] + code
         assert [p for d in params_deps for p in d.params] == list(stage.params_at(gen))
         outs = [(o.def_path, o.use_cache, o.metric is not None and o.metric is not False) for o in dvc.outs]
         expected = [(_rel(p, project), o.cache, o.metric) for o, p in zip(stage.writes, writes)]

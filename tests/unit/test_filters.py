@@ -23,17 +23,21 @@ def self_keep(ppl, cfg) -> list[bool]:
 def grade(tiny):
     def _grade(**overrides) -> GradeParams:
         return GradeParams(**{**tiny.grade.model_dump(), **overrides})
+
     return _grade
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("one", "too_short"),
-    ("", "too_short"),
-    ("a b c d e f g", "too_long"),
-    ("a b c a b c", "repetitive"),       # 3-grams abc bca cab abc: 1/4 repeat > 0.2
-    ("a b c d e f", None),
-    ("Hello, world!", None),             # punctuation is not a word
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("one", "too_short"),
+        ("", "too_short"),
+        ("a b c d e f g", "too_long"),
+        ("a b c a b c", "repetitive"),  # 3-grams abc bca cab abc: 1/4 repeat > 0.2
+        ("a b c d e f", None),
+        ("Hello, world!", None),  # punctuation is not a word
+    ],
+)
 def test_filter_reason(grade, text, reason):
     assert filter_reason(text, grade(min_words=2, max_words=6, max_repetition=0.2)) == reason
 
@@ -50,16 +54,19 @@ PPL = [10.0, 50.0, 20.0, 40.0, 30.0]
 T, F = True, False
 
 
-@pytest.mark.parametrize("overrides, mask", [
-    ({"self_rule": "none"}, [True] * 5),
-    ({"self_rule": "threshold", "self_max_ppl": 25.0}, [T, F, T, F, F]),
-    ({"self_rule": "threshold", "self_max_ppl": 20.0}, [T, F, T, F, F]),  # inclusive
-    ({"self_rule": "lowest", "self_fraction": 0.4}, [T, F, T, F, F]),
-    ({"self_rule": "highest", "self_fraction": 0.4}, [F, T, F, T, F]),
-    ({"self_rule": "lowest", "self_fraction": 0.01}, [T, F, F, F, F]),  # at least one
-    ({"self_rule": "band", "self_band_low": 0.25, "self_band_high": 0.75}, [F, F, T, T, T]),
-    ({"self_rule": "band", "self_band_low": 0.0, "self_band_high": 1.0}, [True] * 5),
-])
+@pytest.mark.parametrize(
+    "overrides, mask",
+    [
+        ({"self_rule": "none"}, [True] * 5),
+        ({"self_rule": "threshold", "self_max_ppl": 25.0}, [T, F, T, F, F]),
+        ({"self_rule": "threshold", "self_max_ppl": 20.0}, [T, F, T, F, F]),  # inclusive
+        ({"self_rule": "lowest", "self_fraction": 0.4}, [T, F, T, F, F]),
+        ({"self_rule": "highest", "self_fraction": 0.4}, [F, T, F, T, F]),
+        ({"self_rule": "lowest", "self_fraction": 0.01}, [T, F, F, F, F]),  # at least one
+        ({"self_rule": "band", "self_band_low": 0.25, "self_band_high": 0.75}, [F, F, T, T, T]),
+        ({"self_rule": "band", "self_band_low": 0.0, "self_band_high": 1.0}, [True] * 5),
+    ],
+)
 def test_self_keep_masks(grade, overrides, mask):
     assert self_keep(PPL, grade(**overrides)) == mask
 

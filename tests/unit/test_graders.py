@@ -27,6 +27,7 @@ T, F = True, False
 def grade(tiny):
     def _grade(**overrides) -> GradeParams:
         return GradeParams(**{**tiny.grade.model_dump(), **overrides})
+
     return _grade
 
 
@@ -39,22 +40,26 @@ def paragraphs() -> list[str]:
 
 # --- filters -----------------------------------------------------------------
 
-@pytest.mark.parametrize("text, share", [
-    ("", 0.0),
-    ("Hello, world! It's 9 o'clock.", 0.0),
-    ("“Quoted” — and… done", 0.0),                # typographic punctuation is common
-    ("Café déjà vu", 0.0),                         # letters are letters, accented or not
-    ("ab\ufffd\ufffd", 0.5),                       # replacement characters from broken bytes
-    ("a\x18b\x02", 0.5),                           # control characters
-    ("ok ☃☃", 0.4),                               # symbols: 2 of 5 characters
-])
+
+@pytest.mark.parametrize(
+    "text, share",
+    [
+        ("", 0.0),
+        ("Hello, world! It's 9 o'clock.", 0.0),
+        ("“Quoted” — and… done", 0.0),  # typographic punctuation is common
+        ("Café déjà vu", 0.0),  # letters are letters, accented or not
+        ("ab\ufffd\ufffd", 0.5),  # replacement characters from broken bytes
+        ("a\x18b\x02", 0.5),  # control characters
+        ("ok ☃☃", 0.4),  # symbols: 2 of 5 characters
+    ],
+)
 def test_garbage_share(text, share):
     assert garbage(text) == pytest.approx(share)
 
 
 def test_garbage_filter_drops_above_the_threshold(grade):
     cfg = grade(min_words=1, max_words=100, max_repetition=1.0, max_garbage=0.25)
-    assert filter_reason("abc\ufffd", cfg) is None                # exactly 0.25: kept
+    assert filter_reason("abc\ufffd", cfg) is None  # exactly 0.25: kept
     assert filter_reason("ab\ufffd\ufffd", cfg) == "garbage"
     assert filter_reason("ab\ufffd\ufffd", grade(min_words=1, max_garbage=1.0)) is None  # 1 = off
 
@@ -68,13 +73,16 @@ def env(cfg, **more):
     return SimpleNamespace(cfg=cfg, **more)
 
 
-@pytest.mark.parametrize("overrides, low, high", [
-    ({"self_rule": "none"}, -np.inf, np.inf),
-    ({"self_rule": "threshold", "self_max_ppl": 25.0}, -np.inf, 25.0),
-    ({"self_rule": "lowest", "self_fraction": 0.4}, -np.inf, 20.0),
-    ({"self_rule": "highest", "self_fraction": 0.4}, 40.0, np.inf),
-    ({"self_rule": "band", "self_band_low": 0.25, "self_band_high": 0.75}, 20.0, 40.0),
-])
+@pytest.mark.parametrize(
+    "overrides, low, high",
+    [
+        ({"self_rule": "none"}, -np.inf, np.inf),
+        ({"self_rule": "threshold", "self_max_ppl": 25.0}, -np.inf, 25.0),
+        ({"self_rule": "lowest", "self_fraction": 0.4}, -np.inf, 20.0),
+        ({"self_rule": "highest", "self_fraction": 0.4}, 40.0, np.inf),
+        ({"self_rule": "band", "self_band_low": 0.25, "self_band_high": 0.75}, 20.0, 40.0),
+    ],
+)
 def test_self_rule_is_the_bar_the_samples_cleared(grade, overrides, low, high):
     rule = SelfGrader(env(grade(**overrides))).fit(PPL)
     assert (rule.low, rule.high) == (low, high)
@@ -95,18 +103,29 @@ def test_rank_cut_keeps_ties():
     assert rules.rank_cut([0.1, 0.9, 0.5, 0.7], 0.5, highest=True) == 0.7
     assert rules.rank_cut([0.1, 0.9, 0.5, 0.7], 0.5, highest=False) == 0.5
     assert rules.rank_cut([0.5, 0.5, 0.5], 0.34, highest=True) == 0.5  # every tie at the cut is kept
-    assert rules.rank_cut([0.2, None], 0.01, highest=True) == 0.2      # at least one; unscored left out
+    assert rules.rank_cut([0.2, None], 0.01, highest=True) == 0.2  # at least one; unscored left out
     assert rules.rank_cut([], 0.5, highest=True) == -np.inf
 
 
 def test_reference_band_from_real_text(grade):
     real = [10.0, 20.0, 30.0, 40.0, 50.0]
-    grader = ReferenceGrader(env(grade(reference_rule="band", reference_low=0.25, reference_high=0.75),
-                                 audit_texts=["r"] * 5, ppl=lambda g, texts, cache=None: real))
+    grader = ReferenceGrader(
+        env(
+            grade(reference_rule="band", reference_low=0.25, reference_high=0.75),
+            audit_texts=["r"] * 5,
+            ppl=lambda g, texts, cache=None: real,
+        )
+    )
     rule = grader.fit()
     assert (rule.low, rule.high) == (20.0, 40.0)
-    assert rules.decide(rule, [5.0, 20.0, 35.0, 40.0, 41.0, None]) == \
-        ["reference_low", None, None, None, "reference_high", None]
+    assert rules.decide(rule, [5.0, 20.0, 35.0, 40.0, 41.0, None]) == [
+        "reference_low",
+        None,
+        None,
+        None,
+        "reference_high",
+        None,
+    ]
     assert rules.quantiles(real, 0.0, 1.0) == (10.0, 50.0)
     with pytest.raises(ValueError):
         rules.quantiles([], 0.1, 0.9)
@@ -147,16 +166,20 @@ def test_verifier_resample_is_seeded_and_keeps_the_share_in_expectation():
     assert real[0] < real[1] <= real[2] == 1.0
 
 
-@pytest.mark.parametrize("rule, unparsed, reasons, cut", [
-    ("threshold", "drop", [None, None, "judge_low", "judge_unparsed", None], 6.0),   # >= 6 kept
-    ("threshold", "keep", [None, None, "judge_low", None, None], 6.0),
-    ("top", "drop", [None, "judge_low", "judge_low", "judge_unparsed", None], 7.0),  # best half of 4 parsed
-    ("top", "keep", [None, "judge_low", "judge_low", None, None], 7.0),
-])
+@pytest.mark.parametrize(
+    "rule, unparsed, reasons, cut",
+    [
+        ("threshold", "drop", [None, None, "judge_low", "judge_unparsed", None], 6.0),  # >= 6 kept
+        ("threshold", "keep", [None, None, "judge_low", None, None], 6.0),
+        ("top", "drop", [None, "judge_low", "judge_low", "judge_unparsed", None], 7.0),  # best half of 4 parsed
+        ("top", "keep", [None, "judge_low", "judge_low", None, None], 7.0),
+    ],
+)
 def test_judge_rule(grade, rule, unparsed, reasons, cut):
     scores = [7.0, 6.0, 5.9, None, 9.0]
-    fitted = JudgeGrader(env(grade(judge_rule=rule, judge_min_score=6.0, judge_fraction=0.5,
-                                   judge_unparsed=unparsed))).fit(scores)
+    fitted = JudgeGrader(
+        env(grade(judge_rule=rule, judge_min_score=6.0, judge_fraction=0.5, judge_unparsed=unparsed))
+    ).fit(scores)
     assert (rules.decide(fitted, scores), fitted.low) == (reasons, cut)
 
 
@@ -167,6 +190,7 @@ def test_judge_top_ties_and_nothing_parsed(grade):
 
 
 # --- dedup ---------------------------------------------------------------------
+
 
 def test_normalisation_for_exact_duplicates():
     assert normalise("  Hello,   World!\n\tIt's ME. ") == "hello world it s me"  # words as everywhere
@@ -227,6 +251,7 @@ def test_bulk_sketches_equal_datasketch_minhash():
 
 # --- decontamination -----------------------------------------------------------
 
+
 def test_decontamination_on_planted_test_ngrams(grade):
     test = ["once upon a time there lived a king who had three daughters and a golden ball"]
     grams = ngram_set(test, 4)
@@ -235,6 +260,7 @@ def test_decontamination_on_planted_test_ngrams(grade):
     assert contamination(clean, grams, 4) == 0.0
     assert contamination(leaked, grams, 4) == 0.5
     assert contamination("too short", grams, 4) == 0.0
+
     def decontaminate(texts, threshold):
         out = DecontamGrader(env(grade(decontam_ngram=4, decontam_threshold=threshold), test_texts=test)).grade(texts)
         return out.reasons, out.scores["contamination"]
@@ -246,14 +272,20 @@ def test_decontamination_on_planted_test_ngrams(grade):
 
 # --- verifier ------------------------------------------------------------------
 
-REAL = ["the king and the queen lived in a castle by the sea",
-        "a poor miller had a beautiful daughter who could spin",
-        "the wolf ran into the forest and the girl went home",
-        "once there was a fox who wanted the grapes on the vine",
-        "the old woman gave the boy a loaf of bread and a coin"]
-SYNTH = ["the the king king castle castle of of", "and and and the the the was was",
-         "king the of the the and of was the", "castle castle the the the king and and",
-         "the was was of of the king the the"]
+REAL = [
+    "the king and the queen lived in a castle by the sea",
+    "a poor miller had a beautiful daughter who could spin",
+    "the wolf ran into the forest and the girl went home",
+    "once there was a fox who wanted the grapes on the vine",
+    "the old woman gave the boy a loaf of bread and a coin",
+]
+SYNTH = [
+    "the the king king castle castle of of",
+    "and and and the the the was was",
+    "king the of the the and of was the",
+    "castle castle the the the king and and",
+    "the was was of of the king the the",
+]
 
 
 def test_verifier_round_trips_through_json(tmp_path):
@@ -286,8 +318,19 @@ def test_verifier_bad_inputs_are_one_line_data_errors(tmp_path):
     path.write_text("{not json")
     with pytest.raises(DataError, match="delete it"):
         load(path, "k")
-    path.write_text(json.dumps({"key": "k", "format": "synthloop-verifier/1", "vocabulary": {"a": 0},
-                                "idf": [1.0, 2.0], "coef": [0.5], "intercept": 0.0, "analyzer": {}}))
+    path.write_text(
+        json.dumps(
+            {
+                "key": "k",
+                "format": "synthloop-verifier/1",
+                "vocabulary": {"a": 0},
+                "idf": [1.0, 2.0],
+                "coef": [0.5],
+                "intercept": 0.0,
+                "analyzer": {},
+            }
+        )
+    )
     with pytest.raises(DataError, match="do not line up") as info:
         load(path, "k")
     assert "\n" not in str(info.value)
@@ -296,12 +339,13 @@ def test_verifier_bad_inputs_are_one_line_data_errors(tmp_path):
 
 # --- audit ---------------------------------------------------------------------
 
+
 def test_audit_auc_orientation_and_ties():
-    assert audit.auc([3.0, 4.0], [1.0, 2.0]) == 1.0      # every real document preferred
-    assert audit.auc([1.0, 2.0], [3.0, 4.0]) == 0.0      # the grader prefers synthetic text
+    assert audit.auc([3.0, 4.0], [1.0, 2.0]) == 1.0  # every real document preferred
+    assert audit.auc([1.0, 2.0], [3.0, 4.0]) == 0.0  # the grader prefers synthetic text
     assert audit.auc([1.0, 3.0], [2.0, 2.0]) == 0.5
-    assert audit.auc([1.0, 2.0], [2.0, 0.0]) == 0.625    # pairs: 1>0, 2>0, 2=2 (half): 2.5 of 4
-    assert audit.auc([np.nan, 2.0], [1.0]) == 1.0       # unscored documents are left out
+    assert audit.auc([1.0, 2.0], [2.0, 0.0]) == 0.625  # pairs: 1>0, 2>0, 2=2 (half): 2.5 of 4
+    assert audit.auc([np.nan, 2.0], [1.0]) == 1.0  # unscored documents are left out
     assert audit.auc([], [1.0]) is None
 
 
@@ -310,9 +354,11 @@ def test_audit_spearman_and_correlations():
     assert audit.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert audit.spearman([1, 2], [1, 2]) is None
     assert audit.spearman([1, 1, 1], [1, 2, 3]) is None
-    prefs = {"self": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0},
-             "verifier": {"a": 0.1, "b": 0.2, "c": 0.4, "d": 0.3},
-             "judge": {"c": 1.0, "d": 2.0}}                 # too few shared samples: left out
+    prefs = {
+        "self": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0},
+        "verifier": {"a": 0.1, "b": 0.2, "c": 0.4, "d": 0.3},
+        "judge": {"c": 1.0, "d": 2.0},
+    }  # too few shared samples: left out
     out = audit.correlations(prefs)
     assert out == {"audit_corr_self_verifier": pytest.approx(0.8)}
 
@@ -320,7 +366,7 @@ def test_audit_spearman_and_correlations():
 def test_audit_grader_stats_keys_and_values():
     real, synth = np.array([10.0, 20.0, 30.0]), np.array([40.0, 50.0, np.nan])
     out = audit.grader_stats("self", real, synth, -real, -synth, [1.0, 1.0, 0.0], [True, False, True])
-    assert out["audit_self_auc"] == 1.0                      # lower perplexity preferred: real wins
+    assert out["audit_self_auc"] == 1.0  # lower perplexity preferred: real wins
     assert out["audit_self_real_keep"] == pytest.approx(2 / 3)
     assert out["audit_self_synth_keep"] == pytest.approx(2 / 3)
     assert out["audit_self_real_mean"] == 20.0 and out["audit_self_synth_p50"] == 45.0

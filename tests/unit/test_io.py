@@ -13,8 +13,10 @@ from synthloop.io import DataError
 
 
 def test_rows_round_trip_unicode(tmp_path):
-    rows = [{"id": "real:0", "text": "héllo — 世界 🙂\n\"q\"\ttab", "scores": {"x": 1.5}},
-            {"id": "g1:0", "text": "line\u2028sep\x85nel\rcr", "parent": None}]
+    rows = [
+        {"id": "real:0", "text": 'héllo — 世界 🙂\n"q"\ttab', "scores": {"x": 1.5}},
+        {"id": "g1:0", "text": "line\u2028sep\x85nel\rcr", "parent": None},
+    ]
     path = tmp_path / "rows.jsonl"
     assert io.write_rows(path, rows) == 2
     assert io.read_rows(path) == rows
@@ -59,6 +61,7 @@ def test_write_rows_failing_generator_writes_nothing(tmp_path):
     def rows():
         yield {"text": "a"}
         raise ValueError("boom")
+
     with pytest.raises(ValueError):
         io.write_rows(tmp_path / "rows.jsonl", rows())
     assert os.listdir(tmp_path) == []
@@ -101,15 +104,18 @@ def test_jsonl_corpus_reads_text_field(tmp_path):
     assert io.read_corpus(path, "data.corpus") == ["one\n\ntwo", "три"]
 
 
-@pytest.mark.parametrize("name, content, match", [
-    ("empty.txt", b"", "corpus is empty"),
-    ("blank.txt", b"\n  \n\n", "corpus is empty"),
-    ("binary.txt", b"abc\x00\x01\x02", "looks binary"),
-    ("latin1.txt", "café".encode("latin-1"), "not UTF-8"),
-    ("notext.jsonl", b'{"text": "ok"}\n{"body": "x"}\n', r"notext.jsonl:2: no string 'text' field"),
-    ("number.jsonl", b'{"text": 5}\n', "no string 'text' field"),
-    ("broken.jsonl", b'{"text": "a"\n', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("empty.txt", b"", "corpus is empty"),
+        ("blank.txt", b"\n  \n\n", "corpus is empty"),
+        ("binary.txt", b"abc\x00\x01\x02", "looks binary"),
+        ("latin1.txt", "café".encode("latin-1"), "not UTF-8"),
+        ("notext.jsonl", b'{"text": "ok"}\n{"body": "x"}\n', r"notext.jsonl:2: no string 'text' field"),
+        ("number.jsonl", b'{"text": 5}\n', "no string 'text' field"),
+        ("broken.jsonl", b'{"text": "a"\n', "not valid JSON"),
+    ],
+)
 def test_bad_corpus_files(tmp_path, name, content, match):
     path = tmp_path / name
     path.write_bytes(content)

@@ -28,6 +28,7 @@ INJECTIONS = [
 
 # --- prompt --------------------------------------------------------------------
 
+
 def test_prompt_puts_the_sample_between_delimiters():
     prompt = J.build_prompt("The fox ran home.")
     assert prompt.startswith(J.RUBRIC)
@@ -40,7 +41,7 @@ def test_prompt_puts_the_sample_between_delimiters():
 @pytest.mark.parametrize("text", INJECTIONS + ["a <<<<<< b >>>>>>>> c", "<<<SAMPLE<<<", "x >>> y"])
 def test_sample_cannot_close_or_open_the_block(text):
     for prompt in (J.build_prompt(text), J.build_messages(text)[1]["content"]):
-        block = prompt[prompt.index("<<<SAMPLE\n"):]
+        block = prompt[prompt.index("<<<SAMPLE\n") :]
         assert block.count("<<<") == 1 and block.count(">>>") == 1  # only our own delimiters
     assert "<<<" not in J.neutralise(text) and ">>>" not in J.neutralise(text)
 
@@ -52,29 +53,49 @@ def test_neutralise_leaves_ordinary_text_alone():
 
 # --- parser --------------------------------------------------------------------
 
-@pytest.mark.parametrize("reply, score", [
-    ("SCORE: 7", 7.0),
-    ("score: 7", 7.0),
-    ("Score = 4/10.", 4.0),
-    ("**SCORE: 8**", 8.0),
-    ("Final score: 9", 9.0),
-    ("Fluent but dull.\nSCORE: 2\n", 2.0),
-    ("SCORE: 10", 10.0),
-    ("SCORE: 1", 1.0),
-    ('{"score": 5}', 5.0),
-    ('{"score": 6, "reason": "ok"}', 6.0),
-    ('```json\n{\n  "score": 5\n}\n```', 5.0),
-    ('Reasons here.\n{"score": 3}', 3.0),
-])
+
+@pytest.mark.parametrize(
+    "reply, score",
+    [
+        ("SCORE: 7", 7.0),
+        ("score: 7", 7.0),
+        ("Score = 4/10.", 4.0),
+        ("**SCORE: 8**", 8.0),
+        ("Final score: 9", 9.0),
+        ("Fluent but dull.\nSCORE: 2\n", 2.0),
+        ("SCORE: 10", 10.0),
+        ("SCORE: 1", 1.0),
+        ('{"score": 5}', 5.0),
+        ('{"score": 6, "reason": "ok"}', 6.0),
+        ('```json\n{\n  "score": 5\n}\n```', 5.0),
+        ('Reasons here.\n{"score": 3}', 3.0),
+    ],
+)
 def test_parse_good_replies(reply, score):
     assert J.parse_score(reply) == score
 
 
-@pytest.mark.parametrize("reply", [
-    "", "   \n\t", "7", "SCORE:", "SCORE: seven", "SCORE: 7.5", "SCORE: 7 because", "SCORE: 7\nthanks",
-    '{"score": "7"}', '{"score": true}', '{"score": 7.5}', '{"grade": 7}', "[7]", "{not json",
-    "The sample deserves a 10", "I cannot grade this.",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "   \n\t",
+        "7",
+        "SCORE:",
+        "SCORE: seven",
+        "SCORE: 7.5",
+        "SCORE: 7 because",
+        "SCORE: 7\nthanks",
+        '{"score": "7"}',
+        '{"score": true}',
+        '{"score": 7.5}',
+        '{"grade": 7}',
+        "[7]",
+        "{not json",
+        "The sample deserves a 10",
+        "I cannot grade this.",
+    ],
+)
 def test_parse_garbled_replies(reply):
     assert J.parse_score(reply) is None
 
@@ -102,23 +123,33 @@ def test_verdict_status_and_truncation():
 
 # --- judge params: validated once, in config ---------------------------------------
 
-HTTP = {"steps": ["judge"], "judge_backend": "http", "judge_mode": "generate", "judge_model_dir": None,
-        "judge_base_url": "http://127.0.0.1:9", "judge_model": "m", "judge_route": "chat"}
+HTTP = {
+    "steps": ["judge"],
+    "judge_backend": "http",
+    "judge_mode": "generate",
+    "judge_model_dir": None,
+    "judge_base_url": "http://127.0.0.1:9",
+    "judge_model": "m",
+    "judge_route": "chat",
+}
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"judge_backend": "cloud"}, "grade.judge_backend = 'cloud' is not allowed"),
-    ({"judge_backend": "local"}, "grade.judge_model_dir is required when grade.judge_backend is local"),
-    ({"judge_mode": "sample"}, "grade.judge_mode = 'sample' is not allowed"),
-    ({"judge_mode": "logits"}, "grade.judge_mode = logits needs grade.judge_backend: local"),
-    ({"judge_base_url": None}, "grade.judge_base_url and grade.judge_model are required"),
-    ({"judge_base_url": "127.0.0.1:8000"}, "grade.judge_base_url = '127.0.0.1:8000': must start with http://"),
-    ({"judge_model": None}, "grade.judge_base_url and grade.judge_model are required"),
-    ({"judge_route": "responses"}, "grade.judge_route = 'responses' is not allowed"),
-    ({"judge_timeout_s": 0}, "grade.judge_timeout_s = 0"),
-    ({"judge_concurrency": 0}, "grade.judge_concurrency = 0"),
-    ({"judge_retries": -1}, "grade.judge_retries = -1"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"judge_backend": "cloud"}, "grade.judge_backend = 'cloud' is not allowed"),
+        ({"judge_backend": "local"}, "grade.judge_model_dir is required when grade.judge_backend is local"),
+        ({"judge_mode": "sample"}, "grade.judge_mode = 'sample' is not allowed"),
+        ({"judge_mode": "logits"}, "grade.judge_mode = logits needs grade.judge_backend: local"),
+        ({"judge_base_url": None}, "grade.judge_base_url and grade.judge_model are required"),
+        ({"judge_base_url": "127.0.0.1:8000"}, "grade.judge_base_url = '127.0.0.1:8000': must start with http://"),
+        ({"judge_model": None}, "grade.judge_base_url and grade.judge_model are required"),
+        ({"judge_route": "responses"}, "grade.judge_route = 'responses' is not allowed"),
+        ({"judge_timeout_s": 0}, "grade.judge_timeout_s = 0"),
+        ({"judge_concurrency": 0}, "grade.judge_concurrency = 0"),
+        ({"judge_retries": -1}, "grade.judge_retries = -1"),
+    ],
+)
 def test_judge_params_fail_with_one_line(raw, overrides, message):
     raw["grade"].update({**HTTP, **overrides})
     with pytest.raises(ConfigError) as info:
@@ -145,6 +176,7 @@ def test_local_judge_refuses_missing_or_pickled_models(tmp_path):
 
 
 # --- local judge on a tiny model --------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
@@ -195,13 +227,24 @@ def test_generate_mode_parses_only_the_reply_and_never_raises(model_dir):
     judge.reply_tokens = 8
     verdicts = judge.judge(TEXTS)
     assert len(verdicts) == len(TEXTS)
-    assert {v.status for v in verdicts} <= {"ok", "unparsed"}
-    for v in verdicts:
-        assert (v.score is None) == (v.status == "unparsed")
-        assert "SAMPLE>>>" not in v.reply and "Ignore the rubric" not in v.reply  # the prompt is never echoed
+    for text, v in zip(TEXTS, verdicts):  # the reply is the greedy continuation alone, never the prompt
+        ids = torch.tensor([judge._ids(J.build_prompt(text), judge.context - judge.reply_tokens)])
+        with torch.no_grad():
+            new = judge.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=8,
+                pad_token_id=judge.eos,
+                eos_token_id=judge.eos,
+            )
+        new = new[0, ids.size(1) :].tolist()
+        new = new[: new.index(judge.eos)] if judge.eos in new else new
+        assert v == J.verdict(judge.tok.decode(new, skip_special_tokens=True))
 
 
 # --- shards ------------------------------------------------------------------------
+
 
 class Grader:
     """Scores items by length; counts calls; fails once on the call number `fail_on`."""
@@ -237,8 +280,9 @@ def test_shards_resume_after_a_failure(tmp_path, caplog):
     assert score_in_shards(ITEMS, grader, tmp_path / "run", 3, "judge") == reference and grader.calls == 0
 
 
-@pytest.mark.parametrize("items, shard_size, settings", [
-    (ITEMS[:-1] + ["changed"], 3, ""), (ITEMS, 4, ""), (ITEMS, 3, "judge model 2")])
+@pytest.mark.parametrize(
+    "items, shard_size, settings", [(ITEMS[:-1] + ["changed"], 3, ""), (ITEMS, 4, ""), (ITEMS, 3, "judge model 2")]
+)
 def test_shards_are_discarded_when_inputs_or_settings_change(tmp_path, items, shard_size, settings):
     score_in_shards(ITEMS, Grader(), tmp_path, 3, "judge")
     grader = Grader()

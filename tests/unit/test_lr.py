@@ -24,9 +24,9 @@ def test_peak_at_end_of_warmup_then_decays(cfg):
     lrs = [lr_at(s, cfg) for s in range(cfg.steps)]
     assert max(lrs) == pytest.approx(cfg.lr)
     assert lr_at(cfg.warmup_steps, cfg) == pytest.approx(cfg.lr)
-    decay = lrs[cfg.warmup_steps:]
+    decay = lrs[cfg.warmup_steps :]
     assert all(a >= b for a, b in zip(decay, decay[1:]))
-    assert min(lrs[cfg.warmup_steps:]) >= cfg.lr / 10 - 1e-12
+    assert min(lrs[cfg.warmup_steps :]) >= cfg.lr / 10 - 1e-12
 
 
 def test_no_warmup_starts_at_peak(cfg):

@@ -25,8 +25,8 @@ def test_ngrams():
 def test_distinct_n():
     assert distinct_n(["a b a b"], 1) == 0.5
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
-    assert distinct_n(["a b", "a b"], 2) == 0.5        # pooled over the sample set
-    assert distinct_n(["a b", "c"], 2) == 1.0          # n-grams do not cross texts
+    assert distinct_n(["a b", "a b"], 2) == 0.5  # pooled over the sample set
+    assert distinct_n(["a b", "c"], 2) == 1.0  # n-grams do not cross texts
     assert distinct_n([], 1) == 0.0 and distinct_n(["a"], 2) == 0.0
 
 
@@ -51,8 +51,10 @@ def test_unigram_kl_two_words_by_hand():
     # vocab [a, b]; add-one: p = [2, 1] / 3, q = [1, 2] / 3 -> KL = (1/3) ln 2
     real, samples = Counter({"a": 1}), Counter({"b": 1})
     assert unigram_kl(real, samples) == pytest.approx(math.log(2) / 3)
-    p = np.array([3 + 1, 1 + 1], float); p /= p.sum()   # real: a x3, b x1
-    q = np.array([0 + 1, 2 + 1], float); q /= q.sum()   # samples: b x2
+    p = np.array([3 + 1, 1 + 1], float)
+    p /= p.sum()  # real: a x3, b x1
+    q = np.array([0 + 1, 2 + 1], float)
+    q /= q.sum()  # samples: b x2
     expected = float(np.sum(p * np.log(p / q)))
     assert unigram_kl(Counter({"a": 3, "b": 1}), Counter({"b": 2})) == pytest.approx(expected)
 

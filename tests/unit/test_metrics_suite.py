@@ -10,16 +10,24 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU
 
-from synthloop.metrics.bias import (bias_metrics, character_names, name_counts, pronoun_counts,
-                                total_variation)
-from synthloop.metrics.suite import (log_bin_edges, log_histogram, quantiles, rare_coverage,
-                                 rare_types, self_bleu, type_token_ratio, unigram_js, zipf_slope)
-
+from synthloop.metrics.bias import bias_metrics, character_names, name_counts, pronoun_counts, total_variation
+from synthloop.metrics.suite import (
+    log_bin_edges,
+    log_histogram,
+    quantiles,
+    rare_coverage,
+    rare_types,
+    self_bleu,
+    type_token_ratio,
+    unigram_js,
+    zipf_slope,
+)
 
 # ---- suite -------------------------------------------------------------------------------
 
+
 def test_type_token_ratio():
-    assert type_token_ratio(["a b a"]) == pytest.approx(2 / 3)      # {a, b} / 3 words
+    assert type_token_ratio(["a b a"]) == pytest.approx(2 / 3)  # {a, b} / 3 words
     assert type_token_ratio(["A b", "b, c"]) == pytest.approx(3 / 4)  # pooled, lower-cased
     assert type_token_ratio([]) == 0.0 and type_token_ratio(["", "..."]) == 0.0
 
@@ -34,29 +42,36 @@ def test_self_bleu_by_hand():
     # "a b c d" vs "a b c e" (and back): precisions 3/4, 2/3, 1/2 and 0/1 for 4-grams,
     # which exp smoothing turns into 1/(2*1); brevity penalty 1 (equal lengths):
     # BLEU = (3/4 * 2/3 * 1/2 * 1/2) ** (1/4) = (1/8) ** (1/4) = 2 ** -0.75
-    assert self_bleu(["a b c d", "a b c e"]) == pytest.approx(2 ** -0.75)
+    assert self_bleu(["a b c d", "a b c e"]) == pytest.approx(2**-0.75)
     # n_max=2: (3/4 * 2/3) ** (1/2) = 0.5 ** 0.5
-    assert self_bleu(["a b c d", "a b c e"], n_max=2) == pytest.approx(0.5 ** 0.5)
+    assert self_bleu(["a b c d", "a b c e"], n_max=2) == pytest.approx(0.5**0.5)
 
 
 def test_self_bleu_empty_texts():
     assert self_bleu([]) == 0.0
-    assert self_bleu(["", "the cat"]) == 0.0                   # one non-empty text
+    assert self_bleu(["", "the cat"]) == 0.0  # one non-empty text
     assert self_bleu(["", "  ", "the cat sat", "the cat sat"]) == pytest.approx(1.0)
 
 
 def _naive_self_bleu(texts: list[str], n_max: int = 4) -> float:
     bleu = BLEU(effective_order=True, max_ngram_order=n_max)
-    return float(np.mean([bleu.sentence_score(h, texts[:i] + texts[i + 1:]).score
-                          for i, h in enumerate(texts)])) / 100
+    return float(np.mean([bleu.sentence_score(h, texts[:i] + texts[i + 1 :]).score for i, h in enumerate(texts)])) / 100
 
 
 def test_self_bleu_equals_sacrebleu_sentence_score():
     # repeated n-grams (clipping), several lengths (closest reference length, ties to the
     # shorter), punctuation (13a tokenizer), a text whose n-grams only it has
-    texts = ["The cat sat on the mat.", "the the the cat", "The cat sat.", "a dog, a dog, a dog!",
-             "The cat sat on the mat with the dog.", "zzz", "on the mat the cat sat on the mat",
-             "A dog sat on the cat", "the cat"]
+    texts = [
+        "The cat sat on the mat.",
+        "the the the cat",
+        "The cat sat.",
+        "a dog, a dog, a dog!",
+        "The cat sat on the mat with the dog.",
+        "zzz",
+        "on the mat the cat sat on the mat",
+        "A dog sat on the cat",
+        "the cat",
+    ]
     for n_max in (1, 2, 4):
         assert self_bleu(texts, n_max=n_max) == pytest.approx(_naive_self_bleu(texts, n_max))
     rng = random.Random(3)
@@ -70,7 +85,7 @@ def test_self_bleu_subsample():
     # the subset is random.Random(seed).sample of the non-empty texts
     subset = random.Random(7).sample(texts, 4)
     assert self_bleu(texts + [""], subsample=4, seed=7) == pytest.approx(self_bleu(subset))
-    assert self_bleu(texts, subsample=10) == pytest.approx(self_bleu(texts))   # not smaller
+    assert self_bleu(texts, subsample=10) == pytest.approx(self_bleu(texts))  # not smaller
     assert self_bleu(texts, subsample=4, seed=1) == self_bleu(texts, subsample=4, seed=1)
 
 
@@ -80,17 +95,17 @@ def test_unigram_js():
     assert unigram_js(Counter({"a": 1}), Counter({"b": 5})) == pytest.approx(math.log(2))
     # p = (1, 0), q = (1/2, 1/2), m = (3/4, 1/4): KL(p||m) = ln(4/3), KL(q||m) = ln(4/3)/2
     # JS = (ln(4/3) + ln(4/3)/2) / 2 = 0.75 ln(4/3)
-    assert unigram_js(Counter({"a": 2}), Counter({"a": 1, "b": 1})) == pytest.approx(
-        0.75 * math.log(4 / 3))
+    assert unigram_js(Counter({"a": 2}), Counter({"a": 1, "b": 1})) == pytest.approx(0.75 * math.log(4 / 3))
     assert unigram_js(c, Counter({"a": 1, "c": 9})) == pytest.approx(
-        unigram_js(Counter({"a": 1, "c": 9}), c))            # symmetric
+        unigram_js(Counter({"a": 1, "c": 9}), c)
+    )  # symmetric
     assert unigram_js(Counter(), Counter()) == 0.0
     assert unigram_js(c, Counter()) == pytest.approx(math.log(2))
 
 
 def test_rare_types_and_coverage():
     real = Counter({"the": 10, "cat": 5, "owl": 6, "dog": 1, "gone": 0})
-    assert rare_types(real) == {"cat", "dog"}                  # 1 <= count <= 5
+    assert rare_types(real) == {"cat", "dog"}  # 1 <= count <= 5
     assert rare_types(real, max_count=6) == {"cat", "dog", "owl"}
     assert rare_types(real, max_count=0) == set()
     # words are lower-cased: "Cat" covers "cat"; "dog" is missing -> 1/2
@@ -103,20 +118,19 @@ def test_rare_types_and_coverage():
 def test_zipf_slope():
     # frequency 1000 / r at rank r: log f = log 1000 - log r, slope exactly -1
     assert zipf_slope(Counter({f"w{r}": 1000 / r for r in range(1, 11)})) == pytest.approx(-1.0)
-    assert zipf_slope(Counter({f"w{r}": 1000 / r ** 2 for r in range(1, 11)})) == pytest.approx(-2)
+    assert zipf_slope(Counter({f"w{r}": 1000 / r**2 for r in range(1, 11)})) == pytest.approx(-2)
     # only the top 3 (1000, 500, 333.3) enter the fit; the flat tail is ignored
     counts = Counter({"w1": 1000, "w2": 500, "w3": 1000 / 3, "x": 1, "y": 1, "z": 1})
     assert zipf_slope(counts, top=3) == pytest.approx(-1.0)
     assert zipf_slope(Counter({"a": 5, "b": 5, "c": 5})) == pytest.approx(0.0, abs=1e-12)
-    assert zipf_slope(Counter({"a": 5, "b": 1})) == 0.0                 # < 3 types
-    assert zipf_slope(Counter({"a": 5, "b": 1, "c": 0})) == 0.0         # zero counts dropped
+    assert zipf_slope(Counter({"a": 5, "b": 1})) == 0.0  # < 3 types
+    assert zipf_slope(Counter({"a": 5, "b": 1, "c": 0})) == 0.0  # zero counts dropped
 
 
 def test_quantiles():
     # numpy linear interpolation on [1..5]: position q*(5-1): 0.4 -> 1.4, 2 -> 3, 3.6 -> 4.6
     assert quantiles([5, 1, 4, 2, 3]) == pytest.approx({"p10": 1.4, "p50": 3.0, "p90": 4.6})
-    assert quantiles([1, 2, 3, 4, 5], qs=(0.25, 0.975)) == pytest.approx(
-        {"p25": 2.0, "p97.5": 4.9})
+    assert quantiles([1, 2, 3, 4, 5], qs=(0.25, 0.975)) == pytest.approx({"p25": 2.0, "p97.5": 4.9})
     assert quantiles([]) == {"p10": 0.0, "p50": 0.0, "p90": 0.0}
     assert quantiles([float("nan"), 7.0]) == {"p10": 7.0, "p50": 7.0, "p90": 7.0}
 
@@ -134,6 +148,7 @@ def test_log_histogram():
 
 
 # ---- bias --------------------------------------------------------------------------------
+
 
 def test_character_names_skips_sentence_starts_and_stopwords():
     texts = [
@@ -166,8 +181,7 @@ def test_pronoun_counts():
     text = "He gave her his hat; She thanked HIM. They and their friends, themselves, the hero."
     # he: He, his, HIM = 3; she: her, She = 2; they: They, their, themselves = 3
     assert pronoun_counts([text]) == Counter({"he": 3, "she": 2, "they": 3})
-    assert pronoun_counts(["herself hers", "himself them theirs"]) == Counter(
-        {"she": 2, "he": 1, "they": 2})
+    assert pronoun_counts(["herself hers", "himself them theirs"]) == Counter({"she": 2, "he": 1, "they": 2})
     assert pronoun_counts(["the hero"]) == Counter()
 
 
@@ -190,12 +204,18 @@ def test_bias_metrics():
     # pronouns real: he 2, she 2 -> (1/2, 1/2, 0); samples: she 2, they 1 -> (0, 2/3, 1/3)
     #   pronoun_tv = 0.5 * (1/2 + 1/6 + 1/3) = 1/2; she_share = 2/3
     assert bias_metrics(real, samples, names) == pytest.approx(
-        {"top_name_share": 1 / 3, "name_tv": 1 / 3, "pronoun_tv": 0.5, "she_share": 2 / 3})
+        {"top_name_share": 1 / 3, "name_tv": 1 / 3, "pronoun_tv": 0.5, "she_share": 2 / 3}
+    )
     assert bias_metrics(real, [""], names) == {
-        "top_name_share": 0.0, "name_tv": 1.0, "pronoun_tv": 1.0, "she_share": 0.0}
+        "top_name_share": 0.0,
+        "name_tv": 1.0,
+        "pronoun_tv": 1.0,
+        "she_share": 0.0,
+    }
     assert bias_metrics(real, samples, [])["name_tv"] == 0.0
     assert bias_metrics(real, real, names) == pytest.approx(
-        {"top_name_share": 2 / 3, "name_tv": 0.0, "pronoun_tv": 0.0, "she_share": 0.5})
+        {"top_name_share": 2 / 3, "name_tv": 0.0, "pronoun_tv": 0.0, "she_share": 0.5}
+    )
 
 
 def test_sample_metrics_has_every_summary_metric_in_range():
@@ -205,8 +225,20 @@ def test_sample_metrics_has_every_summary_metric_in_range():
     real = ["Hans went to the wood. Then Hans met Grethel, and she said hello to him."] * 6
     samples = ["Hans went home and he slept.", "the the the the", ""]
     m = sample_metrics(samples, real, real)
-    for key in ("distinct_1", "distinct_2", "distinct_3", "ttr", "self_bleu", "unigram_js", "rare_coverage",
-                "top_name_share", "name_tv", "pronoun_tv", "she_share", "empty_share"):
+    for key in (
+        "distinct_1",
+        "distinct_2",
+        "distinct_3",
+        "ttr",
+        "self_bleu",
+        "unigram_js",
+        "rare_coverage",
+        "top_name_share",
+        "name_tv",
+        "pronoun_tv",
+        "she_share",
+        "empty_share",
+    ):
         assert 0 <= m[key] <= 1, key
     assert m["empty_share"] == 1 / 3
     assert set(m) <= set(COLUMNS)
@@ -220,10 +252,19 @@ def test_sample_metrics_do_not_depend_on_the_hash_seed():
 
     from tests.conftest import FAIRY
 
-    code = ("import json, sys; from synthloop.stages.evaluate import sample_metrics; "
-            "docs = open(sys.argv[1], encoding='utf-8').read().split('\\n\\n'); "
-            "print(json.dumps(sample_metrics(docs[300:400], docs[:100], docs[:300]), sort_keys=True))")
-    outs = {subprocess.run([sys.executable, "-c", code, str(FAIRY / "train.txt")], capture_output=True,
-                           text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
-            for seed in ("1", "2", "3", "4")}
+    code = (
+        "import json, sys; from synthloop.stages.evaluate import sample_metrics; "
+        "docs = open(sys.argv[1], encoding='utf-8').read().split('\\n\\n'); "
+        "print(json.dumps(sample_metrics(docs[300:400], docs[:100], docs[:300]), sort_keys=True))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(FAIRY / "train.txt")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3", "4")
+    }
     assert len(outs) == 1

@@ -12,7 +12,7 @@ from synthloop.records import real_row, sample_row, share
 from synthloop.stages.mix import draw, mix_rows
 
 REAL_ALL = [real_row(i, f"real document {i}") for i in range(100)]
-REAL_BASE = REAL_ALL[:20]                                     # train_size real rows
+REAL_BASE = REAL_ALL[:20]  # train_size real rows
 KEPT = [sample_row(2, i, f"gen two sample {i}", "") for i in range(30)]
 POOL = [sample_row(1, i, f"gen one sample {i}", "") for i in range(25)] + KEPT
 
@@ -84,9 +84,22 @@ def test_draw_returns_all_rows_shuffled_when_fewer():
 
 
 def test_row_constructors_carry_provenance():
-    assert real_row(3, "t") == {"id": "real:3", "text": "t", "source": "real", "generation": 0,
-                                "parent": None, "prompt": "", "scores": {}}
-    assert sample_row(4, 7, "t", "Once") == {"id": "g4:7", "text": "t", "source": "synthetic",
-                                             "generation": 4, "parent": 3, "prompt": "Once",
-                                             "scores": {}}
+    assert real_row(3, "t") == {
+        "id": "real:3",
+        "text": "t",
+        "source": "real",
+        "generation": 0,
+        "parent": None,
+        "prompt": "",
+        "scores": {},
+    }
+    assert sample_row(4, 7, "t", "Once") == {
+        "id": "g4:7",
+        "text": "t",
+        "source": "synthetic",
+        "generation": 4,
+        "parent": 3,
+        "prompt": "Once",
+        "scores": {},
+    }
     assert share([], "real") == 0.0

@@ -37,8 +37,16 @@ def model():
 
 
 def gen_cfg(**kw) -> GenerateParams:
-    base = dict(num_samples=8, max_new_tokens=20, temperature=1.0, top_k=0, top_p=1.0, prompt="bos",
-                prompt_tokens=4, batch_size=8)
+    base = dict(
+        num_samples=8,
+        max_new_tokens=20,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        prompt="bos",
+        prompt_tokens=4,
+        batch_size=8,
+    )
     return GenerateParams(**{**base, **kw})
 
 
@@ -47,8 +55,7 @@ def test_cached_decoder_matches_recompute(model, kw):
     cfg = gen_cfg(**kw)
     prompts = torch.tensor([[EOS, 5, 7, 9]] * 4 + [[EOS, 11, 3, 2]] * 4)
     decoder = GPT2Decoder(model)
-    fast = decode(CachedGPT2(decoder, 8, 4 + cfg.max_new_tokens), prompts, cfg, EOS,
-                  torch.Generator().manual_seed(1))
+    fast = decode(CachedGPT2(decoder, 8, 4 + cfg.max_new_tokens), prompts, cfg, EOS, torch.Generator().manual_seed(1))
     ref = decode(Recompute(model, prompts), prompts, cfg, EOS, torch.Generator().manual_seed(1))
     assert fast == ref
     assert all(EOS not in row and len(row) <= cfg.max_new_tokens for row in fast)
@@ -92,7 +99,6 @@ def test_sample_resumes_from_its_shards_without_resampling_them(model, tmp_path)
     assert len(shards) == 3  # one per batch: [EOS] x4 -> 2 batches, [EOS, 3] x2 -> 1
     shards[1].unlink()
     stamps = {p: p.stat().st_mtime_ns for p in shards if p.exists()}
-
 
     assert sample(model, prompts, cfg, EOS, seed=5, device=torch.device("cpu"), shards=folder, settings="w1") == plain
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and shards[1].exists()

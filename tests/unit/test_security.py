@@ -18,13 +18,20 @@ SOURCES = sorted([*(REPO / "synthloop").rglob("*.py"), *(REPO / "flows").rglob("
 
 
 def code_lines() -> list[tuple[Path, int, str]]:
-    return [(p, n, line) for p in SOURCES for n, line in enumerate(p.read_text().splitlines(), 1)
-            if not line.lstrip().startswith("#")]
+    return [
+        (p, n, line)
+        for p in SOURCES
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if not line.lstrip().startswith("#")
+    ]
 
 
 def test_no_pickle_loading_and_no_remote_code_anywhere():
-    bad = [(p.name, n, line.strip()) for p, n, line in code_lines()
-           if re.search(r"trust_remote_code\s*=\s*True|pickle\.load|joblib|torch\.load\((?!.*weights_only=True)", line)]
+    bad = [
+        (p.name, n, line.strip())
+        for p, n, line in code_lines()
+        if re.search(r"trust_remote_code\s*=\s*True|pickle\.load|joblib|torch\.load\((?!.*weights_only=True)", line)
+    ]
     assert bad == []
 
 
@@ -45,7 +52,9 @@ def test_a_pickle_only_model_folder_is_refused(tmp_path):
         lm.load_model(tmp_path, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("key,value", [("gens", "../outside"), ("data", "/etc"), ("reports", "a/../../b"), ("data", "")])
+@pytest.mark.parametrize(
+    "key,value", [("gens", "../outside"), ("data", "/etc"), ("reports", "a/../../b"), ("data", "")]
+)
 def test_output_paths_cannot_escape_the_project(key, value, tmp_path):
     raw = tiny_params(tmp_path / "t.txt", None)
     raw["paths"][key] = value

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from synthloop.config import ConfigError
+from synthloop.experiments.sweep import NOT_GEN0, grid_spec, override, parse_spec, plan
 from synthloop.keys import params_hash
 from synthloop.ledger import Ledger
-from synthloop.experiments.sweep import NOT_GEN0, grid_spec, override, parse_spec, plan
 from tests.conftest import tiny_params, write_params
 
 
@@ -50,13 +50,16 @@ def test_bad_override_value_is_a_params_error(base):
         plan(spec(arms={"bad": {"mix.strategy": "nope"}}), base)
 
 
-@pytest.mark.parametrize("raw,match", [
-    ({"name": "s", "seeds": [], "arms": {"a": {}}}, "seeds"),
-    ({"name": "s", "seeds": [0], "arms": {}}, "arms"),
-    ({"name": "../up", "seeds": [0], "arms": {"a": {}}}, "name"),
-    ({"name": "s", "seeds": [0], "arms": {"a/b": {}}}, "arm name 'a/b'"),
-    ({"name": "s", "seeds": [0], "arms": {"a": {}}, "sed": 1}, "sed"),
-])
+@pytest.mark.parametrize(
+    "raw,match",
+    [
+        ({"name": "s", "seeds": [], "arms": {"a": {}}}, "seeds"),
+        ({"name": "s", "seeds": [0], "arms": {}}, "arms"),
+        ({"name": "../up", "seeds": [0], "arms": {"a": {}}}, "name"),
+        ({"name": "s", "seeds": [0], "arms": {"a/b": {}}}, "arm name 'a/b'"),
+        ({"name": "s", "seeds": [0], "arms": {"a": {}}, "sed": 1}, "sed"),
+    ],
+)
 def test_bad_spec_is_one_clear_line(raw, match):
     with pytest.raises(ConfigError, match=match) as err:
         parse_spec(raw, "sweep.yaml")
@@ -64,9 +67,15 @@ def test_bad_spec_is_one_clear_line(raw, match):
 
 
 def test_grid_is_the_cartesian_product():
-    s = grid_spec("g", "params.yaml", {"mix.strategy": ["replace", "accumulate"], "generate.temperature": [1.0, 0.7]}, [0])
-    assert list(s.arms) == ["strategy=replace_temperature=1.0", "strategy=replace_temperature=0.7",
-                            "strategy=accumulate_temperature=1.0", "strategy=accumulate_temperature=0.7"]
+    s = grid_spec(
+        "g", "params.yaml", {"mix.strategy": ["replace", "accumulate"], "generate.temperature": [1.0, 0.7]}, [0]
+    )
+    assert list(s.arms) == [
+        "strategy=replace_temperature=1.0",
+        "strategy=replace_temperature=0.7",
+        "strategy=accumulate_temperature=1.0",
+        "strategy=accumulate_temperature=0.7",
+    ]
     assert s.arms["strategy=accumulate_temperature=0.7"] == {"mix.strategy": "accumulate", "generate.temperature": 0.7}
 
 

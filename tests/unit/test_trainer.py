@@ -12,8 +12,17 @@ MODEL = ModelParams(arch="gpt2", n_layer=1, n_embd=32, n_head=2, context=32)
 
 
 def _cfg(**kw) -> TrainParams:
-    base = dict(init="scratch", steps=4, batch_size=8, micro_batch=8, block_size=16, lr=3e-3, warmup_steps=1,
-                weight_decay=0.1, precision="fp32")
+    base = dict(
+        init="scratch",
+        steps=4,
+        batch_size=8,
+        micro_batch=8,
+        block_size=16,
+        lr=3e-3,
+        warmup_steps=1,
+        weight_decay=0.1,
+        precision="fp32",
+    )
     return TrainParams(**{**base, **kw})
 
 
