@@ -177,10 +177,9 @@ class StageLog:
         values = {**metrics, "seconds": seconds}
         batch = [Metric(f"{self.stage}.{k}", float(v), now, 0) for k, v in values.items()]
         self.t.client.log_batch(self.run_id, metrics=batch)
-        if self.stage in ("evaluate", "grade") and self.gen is not None:
-            # the loop run charts each metric and each grader's audit (AUC, real keep-rate) over generations
-            prefix = "" if self.stage == "evaluate" else "grade."
-            parent = [Metric(prefix + k, float(v), now, self.gen) for k, v in metrics.items()]  # step = generation
+        if self.spec.chart is not None and self.gen is not None:
+            # the loop run charts e.g. each metric and each grader's audit (AUC, real keep-rate) over generations
+            parent = [Metric(self.spec.chart + k, float(v), now, self.gen) for k, v in metrics.items()]  # step = gen
             self.t.client.log_batch(self.t.parent_id, metrics=parent)
         self._artifacts()
 

@@ -83,3 +83,17 @@ def copy_project(dest: Path) -> Path:
     (dest / "shared").symlink_to(SHARED)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     return project
+
+
+@pytest.fixture(scope="session")
+def ui(tmp_path_factory):
+    """One `synthloop ui` (Prefect server, MLflow UI, served deployments) for every UI test of the
+    session, in a copy of the project, form defaults from params.yaml, at most 2 loop runs at once.
+    Its teardown is the Ctrl-C test: everything it started stops cleanly (a failure is a teardown error)."""
+    from tests.ui_proc import SharedUi, assert_stopped_cleanly
+
+    proc = SharedUi(copy_project(tmp_path_factory.mktemp("ui"))).start()
+    try:
+        yield proc
+    finally:
+        assert_stopped_cleanly(proc)

@@ -141,3 +141,43 @@ def mlflow_loop_run(store: str, flow_run_id):
     )
     assert len(runs) == 1, runs
     return client, runs[0]
+
+
+LOOP_LIMIT = 2  # the shared `synthloop ui` runs at most this many loop/default runs at once
+
+
+class SharedUi(UiProcess):
+    """The one `synthloop ui` of a test session (`--loop-concurrency` through its environment variable)."""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SYNTHLOOP_LOOP_CONCURRENCY": str(LOOP_LIMIT)}
+
+
+def form_parameters(params, **changes: dict) -> dict:
+    """Every form section of `params` (what a flow run of loop/default takes), with section updates."""
+    from synthloop.forms import to_form
+
+    values = {k: v.model_dump() for k, v in to_form(params).items()}
+    for section, update in changes.items():
+        values[section].update(update)
+    return values
+
+
+def assert_stopped_cleanly(ui: UiProcess) -> None:
+    """Ctrl-C stops everything `synthloop ui` started, within a minute, and says what it paused."""
+    import re
+
+    start = time.monotonic()
+    out = ui.stop()
+    assert ui.proc.returncode == 0, out
+    assert time.monotonic() - start < 60
+    stopped = re.search(r"stopped: (.*)", out).group(1)
+    pids = [int(p) for p in re.findall(r"pid (\d+)", stopped)]
+    assert len(pids) == 3 and "Prefect server" in stopped and "MLflow UI" in stopped and "deployments" in stopped
+    for pid in pids:  # each child ran in its own process group: nothing of it is left
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"process group {pid} outlived `synthloop ui`")
+    assert "are paused until the next `synthloop ui`" in out

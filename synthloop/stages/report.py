@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import io
 from ..layout import Layout
 from ..plots import pyplot, save_png
+from . import table
 from .context import StageContext
 
 # graders with an audit (grade.json `audit_<grader>_*`); the columns of a grader that is off stay empty
@@ -65,11 +66,10 @@ def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
     rows = []
     for k in range(generations + 1):
         row: dict[str, float] = {"generation": k, "n_generated": 0, "n_kept": 0, "kept_share": 1.0}
-        row.update(io.read_json(lay.metrics(k)))
-        row.update(io.read_json(lay.mix_stats(k)))
-        if k > 0:
-            row.update(io.read_json(lay.grade_stats(k)))
-            row["n_generated"] = row["n_graded"]
+        for stage in table.GENERATION:  # every per-generation stage's numbers (stats files hold disjoint keys)
+            if stage.stats and k >= stage.first:
+                row.update(io.read_json(table.stats_file(lay, stage, k)))
+        row["n_generated"] = row.get("n_graded", 0)
         rows.append({c: row.get(c, "") if c in GRADER_COLUMNS else row[c] for c in COLUMNS})
     return rows
 

@@ -49,6 +49,7 @@ class Stage:
     code: tuple[str, ...] = ()  # besides synthloop/stages/<name>.py
     stats: str | None = None  # the JSON a stage's numbers are read back from when DVC says it is current
     md5: tuple[str, ...] = ()  # outputs whose DVC hash is tagged on the MLflow run
+    chart: str | None = None  # its numbers are also charted on the loop run by generation, with this prefix
     artifacts: tuple[str, ...] = ()  # files and folders logged to the MLflow run
 
     @property
@@ -97,6 +98,7 @@ TABLE: tuple[Stage, ...] = (
         stats="grade_stats",
         md5=("graded",),
         artifacts=("grade_stats",),
+        chart="grade.",
     ),
     Stage(
         "mix",
@@ -135,6 +137,7 @@ TABLE: tuple[Stage, ...] = (
         code=("synthloop/metrics", "synthloop/models"),
         stats="metrics",
         artifacts=("metrics", "samples", "ref_hist"),
+        chart="",
     ),
     Stage(
         "report",

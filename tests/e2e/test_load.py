@@ -1,13 +1,13 @@
-"""Load: twenty loop runs queued at once on one `synthloop ui`, with a concurrency limit of 2.
+"""Load: many loop runs queued at once on one `synthloop ui`, with a concurrency limit of 2.
 
-A real `synthloop ui --loop-concurrency 2` (Prefect server, MLflow UI, served
-deployments) on free ports, in a copy of the project. Twenty runs of loop/default
-are submitted through the API in one go, seeds 0..19 (distinct params, so none is
-restored from DVC's run-cache). The form's defaults are a smaller-than-tiny loop
-(the tiny profile on the first documents of the corpus, 1 generation, fewer steps
-and samples, 1 thread per run) so the test measures queueing and bookkeeping, not
-training. Checked: all twenty complete; never more than 2 run at once (sampled
-while polling, and from the runs' start/end times afterwards); each run has its own
+The session's real `synthloop ui` with SYNTHLOOP_LOOP_CONCURRENCY=2 (Prefect server,
+MLflow UI, served deployments) on free ports, in a copy of the project. RUNS runs of
+loop/default (8; SYNTHLOOP_LOAD_RUNS=20 for the README's measurement) are submitted
+through the API in one go, seeds 0..RUNS-1 (distinct params, so none is restored from
+DVC's run-cache). Each is a smaller-than-tiny loop (the tiny profile on the first
+documents of the corpus, 1 generation, fewer steps and samples, 1 thread per run), so
+the test measures queueing and bookkeeping, not training. Checked: all complete; never
+more than 2 run at once (sampled while polling, and from the runs' start/end times afterwards); each run has its own
 workspace, dvc.lock, summary and MLflow run, with its own seed's params and metrics,
 and the results differ between seeds.
 """
@@ -15,31 +15,26 @@ and the results differ between seeds.
 from __future__ import annotations
 
 import csv
+import os
 import time
 from collections import Counter
 
 import pytest
 import yaml
 
-from tests.conftest import copy_project, small_corpus, tiny_params, write_params
-from tests.ui_proc import UiProcess, mlflow_loop_run
+from synthloop.config import parse_params
+from tests.conftest import small_corpus, tiny_params
+from tests.ui_proc import LOOP_LIMIT, form_parameters, mlflow_loop_run
 
 pytestmark = pytest.mark.slow
-RUNS, LIMIT, DEADLINE_S = 20, 2, 20 * 60
-
-
-class LimitedUi(UiProcess):
-    """`synthloop ui` with SYNTHLOOP_LOOP_CONCURRENCY (the --loop-concurrency option's variable)."""
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "SYNTHLOOP_LOOP_CONCURRENCY": str(LIMIT)}
+RUNS = int(os.environ.get("SYNTHLOOP_LOAD_RUNS", "8"))  # 20 for the README's load measurement
+LIMIT, DEADLINE_S = LOOP_LIMIT, 20 * 60
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    root = tmp_path_factory.mktemp("load")
-    project = copy_project(root)
-    train, test = small_corpus(root / "corpus", n_train=300, n_test=20)
+def small(tmp_path_factory):
+    """A smaller-than-tiny loop: the tiny profile on the first documents, 1 generation, few steps, 1 thread."""
+    train, test = small_corpus(tmp_path_factory.mktemp("load") / "corpus", n_train=300, n_test=20)
     raw = tiny_params(
         train,
         test,
@@ -50,9 +45,7 @@ def ui(tmp_path_factory):
         evaluate={"num_samples": 8, "max_test_tokens": 1000},
         mix={"train_size": 32},
     )
-    write_params(project, raw, "load.yaml")
-    with LimitedUi(project, params="load.yaml") as proc:
-        yield proc
+    return parse_params(raw, "load test")
 
 
 def max_overlap(intervals) -> int:
@@ -65,7 +58,7 @@ def max_overlap(intervals) -> int:
     return most
 
 
-def test_twenty_runs_queued_at_once_all_complete_two_at_a_time(ui):
+def test_runs_queued_at_once_all_complete_two_at_a_time(ui, small):
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
@@ -77,7 +70,9 @@ def test_twenty_runs_queued_at_once_all_complete_two_at_a_time(ui):
 
     submitted = time.time()
     flow_runs = {
-        seed: run_deployment("loop/default", parameters={"loop": {"seed": seed, "generations": 1}}, timeout=0).id
+        seed: run_deployment(
+            "loop/default", parameters=form_parameters(small, loop={"seed": seed, "generations": 1}), timeout=0
+        ).id
         for seed in range(RUNS)
     }
     print(f"\n{RUNS} runs submitted in {time.time() - submitted:.1f} s")

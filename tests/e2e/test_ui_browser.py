@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from synthloop.config import flatten, load_params
-from tests.conftest import REPO, copy_project
+from tests.conftest import REPO
 from tests.ui_proc import UiProcess, artifacts, mlflow_loop_run, wait_final
 
 pytestmark = pytest.mark.slow
@@ -39,12 +39,10 @@ DOCS = REPO / "docs" / "img"
 STRATEGY = "accumulate"
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory):
+@pytest.fixture(autouse=True)
+def _chromium():
     if not CHROMIUM.exists():
         pytest.fail("no /usr/bin/chromium: `apt-get install -y chromium` (.ci/run does)")
-    with UiProcess(copy_project(tmp_path_factory.mktemp("ui"))) as proc:
-        yield proc
 
 
 @contextmanager
@@ -207,7 +205,7 @@ def test_custom_run_from_the_form_leaves_mlflow_dvc_and_prefect_records(ui, tmp_
 
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
     assert {"prepare", "mix0", "train0", "evaluate0", "generate@2", "train@2", "report"} <= set(lock)
-    assert lock["mix@1"]["params"]["params.yaml"]["mix"]["strategy"] == STRATEGY
+    assert lock["mix@1"]["params"]["params.yaml"]["mix.strategy"] == STRATEGY
     assert all(out.get("md5") for stage in lock.values() for out in stage["outs"])
     assert (ui.project / ".dvc" / "cache" / "runs").is_dir()  # the project's shared cache holds the run-cache
 

@@ -1,4 +1,4 @@
-"""Runs from the UI get their own workspaces: layout, two runs at once, and `synthloop ui` start/stop.
+"""Runs from the UI get their own workspaces: layout, two runs at once, and `synthloop ui`'s bad input.
 
 The concurrent runs go through a real `synthloop ui` (Prefect server, MLflow UI,
 served deployments) and the Prefect API, as a user's two clicks would.
@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import subprocess
-import time
 
 import pytest
 import yaml
@@ -18,7 +16,7 @@ import yaml
 from synthloop import workspace
 from synthloop.config import load_params
 from tests.conftest import copy_project
-from tests.ui_proc import BIN, UiProcess, artifacts, mlflow_loop_run, wait_final
+from tests.ui_proc import BIN, UiProcess, artifacts, form_parameters, mlflow_loop_run, wait_final
 
 
 def test_workspace_has_its_params_dvc_repo_and_the_shared_cache(tmp_path):
@@ -57,23 +55,10 @@ def logs(flow_run_id) -> list[str]:
         ]
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("ws"))
-    proc = UiProcess(project, params="profiles/tiny.yaml").start()
-    yield proc
-    proc.stop()
-
-
 def _form(ui: UiProcess, seed: int, strategy: str) -> dict:
-    """Full sections for what changes (Prefect checks each section against its schema)."""
-    from prefect import get_client
-
-    with get_client(sync_client=True) as client:
-        schema = client.read_deployment_by_name("loop/default").parameter_openapi_schema
-    loop = dict(schema["properties"]["loop"]["default"], seed=seed, generations=1)
-    mix = dict(schema["properties"]["mix"]["default"], strategy=strategy)
-    return {"loop": loop, "mix": mix}
+    """The tiny profile's form, 1 generation, this seed and strategy (the UI's defaults are params.yaml's)."""
+    tiny = load_params(ui.project / "profiles" / "tiny.yaml")
+    return form_parameters(tiny, loop={"seed": seed, "generations": 1}, mix={"strategy": strategy})
 
 
 @pytest.mark.slow
@@ -123,7 +108,7 @@ def test_a_cross_field_error_fails_the_run_with_one_line_before_any_stage(ui):
     train = dict(schema["properties"]["train"]["default"], warmup_steps=500)  # in bounds, but >= steps
     run = wait_final(run_deployment("loop/default", parameters={"train": train}, timeout=0).id, timeout=300)
     assert run.state.is_failed()
-    assert "form: train.warmup_steps (500) must be below train.steps (30)" in run.state.message
+    assert "form: train.warmup_steps (500) must be below train.steps (300)" in run.state.message
     with get_client(sync_client=True) as client:
         assert client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))) == []
     assert not (ui.project / ".synthloop" / "runs" / str(run.id)).exists()
@@ -163,17 +148,5 @@ def test_a_taken_port_is_one_line_and_exit_2(ui):
     assert out.stderr.strip() == f"error: port {ui.prefect_port} on 127.0.0.1 is in use; pass --prefect-port"
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_everything_it_started(ui):
-    """Last in this module: stops the fixture's `synthloop ui`."""
-    start = time.monotonic()
-    out = ui.stop()
-    assert ui.proc.returncode == 0, out
-    assert time.monotonic() - start < 60
-    stopped = re.search(r"stopped: (.*)", out).group(1)
-    pids = [int(p) for p in re.findall(r"pid (\d+)", stopped)]
-    assert len(pids) == 3 and "Prefect server" in stopped and "MLflow UI" in stopped and "deployments" in stopped
-    for pid in pids:  # each child ran in its own process group: nothing of it is left
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pid, 0)
-    assert "are paused until the next `synthloop ui`" in out
+# Ctrl-C stopping everything `synthloop ui` started is checked when the session's `ui` fixture ends
+# (tests/conftest.py, tests/ui_proc.assert_stopped_cleanly).

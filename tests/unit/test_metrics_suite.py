@@ -219,7 +219,7 @@ def test_bias_metrics():
 
 
 def test_sample_metrics_has_every_summary_metric_in_range():
-    from synthloop.stages.evaluate import sample_metrics
+    from synthloop.metrics.samples import sample_metrics
     from synthloop.stages.report import COLUMNS
 
     real = ["Hans went to the wood. Then Hans met Grethel, and she said hello to him."] * 6
@@ -253,7 +253,7 @@ def test_sample_metrics_do_not_depend_on_the_hash_seed():
     from tests.conftest import FAIRY
 
     code = (
-        "import json, sys; from synthloop.stages.evaluate import sample_metrics; "
+        "import json, sys; from synthloop.metrics.samples import sample_metrics; "
         "docs = open(sys.argv[1], encoding='utf-8').read().split('\\n\\n'); "
         "print(json.dumps(sample_metrics(docs[300:400], docs[:100], docs[:300]), sort_keys=True))"
     )
