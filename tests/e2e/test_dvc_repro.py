@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def sh(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+def sh(*args: str, cwd: Path, **extra: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), **extra}
     out = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout + out.stderr
@@ -81,12 +81,13 @@ def test_dag_shows_the_generation_chain(repro):
     assert re.search(r'"?train@1"?\s*->\s*"?generate@2"?', edges)
 
 
-def test_prefect_path_matches_dvc_and_leaves_the_same_trail(repro, tmp_path):
-    """`synthloop run` on a fresh copy gives byte-identical data, and DVC then has nothing to do."""
+def test_prefect_path_matches_dvc_and_leaves_the_same_trail(repro, tmp_path, ui):
+    """`synthloop run` on a fresh copy (on the session's Prefect server) gives byte-identical data,
+    and DVC then has nothing to do."""
     project, _ = repro
     other = copy_project(tmp_path)
     shutil.copy(other / "profiles" / "tiny.yaml", other / "params.yaml")
-    out = sh("synthloop", "run", cwd=other)
+    out = sh("synthloop", "run", cwd=other, PREFECT_API_URL=ui.api)
     assert "synthloop summary" in out and "MLflow" in out
     for rel in [
         "data/train.jsonl",

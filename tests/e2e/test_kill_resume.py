@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -51,35 +49,9 @@ def reused(log: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One Prefect server for every CLI run here (instead of an ephemeral one per run)."""
-    home = tmp_path_factory.mktemp("prefect")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env(PREFECT_HOME=str(home)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    import httpx
-
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGTERM)
-        pytest.fail("prefect server did not start")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+def server(ui):
+    """The session's Prefect server (the shared `synthloop ui`'s) for every CLI run here."""
+    return ui.api
 
 
 def make_project(tmp_path: Path, as_params_yaml: bool = False) -> Path:

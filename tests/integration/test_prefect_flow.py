@@ -6,7 +6,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.loop import loop
 from synthloop.tracking import TAG_PREFECT
@@ -14,9 +13,9 @@ from tests.conftest import small_corpus, tiny_params, write_params
 
 
 @pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def harness(ui):
+    """Flows run in-process against the session's Prefect server (the shared `synthloop ui`'s)."""
+    return ui.api
 
 
 def test_loop_flow_runs_every_stage_as_a_task(harness, tmp_path):

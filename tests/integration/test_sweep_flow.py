@@ -8,16 +8,15 @@ import os
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.sweep import sweep
 from tests.conftest import small_corpus, tiny_params, write_params
 
 
 @pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def harness(ui):
+    """Flows run in-process against the session's Prefect server (the shared `synthloop ui`'s)."""
+    return ui.api
 
 
 def test_sweep_compares_strategies_and_resumes_without_recomputing(harness, tmp_path):
