@@ -11,6 +11,7 @@ deleted, never reused. `score_in_shards` is the common case of a list of texts.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,7 @@ def run_in_shards(
     desc: str,
     unit: str = "doc",
     after_shard: Callable[[int], None] | None = None,
+    final: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """[fn(0), fn(1), ...], each shard computed once and resumable; shard i has sizes[i] rows.
 
@@ -62,6 +64,8 @@ def run_in_shards(
     shards are read back, not recomputed; fresh ones are also returned as read back
     from their file, so a resumed run returns exactly what an uninterrupted one does.
     `after_shard(i)` runs once shard i is safely on disk (a kill point for the tests).
+    `final(row)` False (e.g. a request that failed) keeps the shard off the disk: it is
+    returned for this run and computed again by the next one, never cached as a result.
     """
     folder.mkdir(parents=True, exist_ok=True)
     _prepare(folder, key, sizes)
@@ -76,6 +80,12 @@ def run_in_shards(
                 out = fn(i)
                 if len(out) != size:
                     raise ValueError(f"{desc}: shard {i} has {len(out)} rows for {size} items")
+                failed = sum(not final(row) for row in out) if final else 0
+                if failed:
+                    log.info("%s: shard %d has %d failed rows; not stored, the next run asks again", desc, i, failed)
+                    shards.append(json.loads(json.dumps(out)))  # as a file would give them back
+                    bar.update(size)
+                    continue
                 write_rows(path, out)
                 if after_shard:
                     after_shard(i)
@@ -94,18 +104,24 @@ def score_in_shards(
     shard_size: int,
     desc: str,
     settings: str = "",
+    final: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """fn(items) as rows, in order, computed `shard_size` items at a time and resumable.
 
     `fn` gets one shard of items and returns one JSON-serialisable dict per item.
     `settings` names whatever else decides the results (the judge's backend, model,
-    mode, rubric version): a change discards the cached shards.
+    mode, rubric version): a change discards the cached shards. `final`: see run_in_shards.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     starts = list(range(0, len(items), shard_size))
     chunks = [items[s : s + shard_size] for s in starts]
     shards = run_in_shards(
-        folder, content_key(items, shard_size, settings), [len(c) for c in chunks], lambda i: fn(chunks[i]), desc
+        folder,
+        content_key(items, shard_size, settings),
+        [len(c) for c in chunks],
+        lambda i: fn(chunks[i]),
+        desc,
+        final=final,
     )
     return [row for shard in shards for row in shard]

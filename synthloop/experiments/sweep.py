@@ -2,8 +2,9 @@
 
 A spec names a base params file, overrides for every arm (`set`), the arms
 (each a dict of dotted-key overrides) and the seeds. Every run gets its own
-folder with its exact params.yaml, gens/ and reports/; all runs share one
-prepared data folder, and runs whose generation 0 cannot differ (same seed,
+folder with its exact params.yaml, gens/ and reports/; runs whose split is the
+same (data.test_corpus given, or the same loop.seed) share one prepared data folder,
+and runs whose generation 0 cannot differ (same seed,
 same model and training settings; only strategy, grading or sampling knobs
 differ) share generation 0 through hard links instead of retraining it.
 """
@@ -139,7 +140,7 @@ def plan(spec: SweepSpec, root: Path) -> list[SweepRun]:
             source = f"sweep {spec.name}, arm {arm}"
             raw = override(override(base, spec.set, f"sweep {spec.name}, set"), changes, source)
             raw["loop"]["seed"] = seed
-            data_key = params_hash(parse_params(raw, source), sections=("data", "tokenizer"))
+            data_key = prepared_data_key(parse_params(raw, source))
             folder = home / "runs" / f"{arm}-s{seed}"
             raw["paths"] = {
                 "data": str(home / f"data-{data_key[:8]}"),
@@ -148,6 +149,13 @@ def plan(spec: SweepSpec, root: Path) -> list[SweepRun]:
             }
             runs.append(SweepRun(arm, seed, raw, parse_params(raw, source), root / folder))
     return runs
+
+
+def prepared_data_key(params: Params) -> str:
+    """What decides prepare's outputs: the data and tokenizer params, and the loop seed when prepare
+    splits data.corpus by it (no data.test_corpus). Runs with equal keys share one data folder."""
+    drop = ("loop.chain", "loop.seed") if params.data.test_corpus else ("loop.chain",)
+    return params_hash(params, sections=("data", "tokenizer", "loop"), drop=drop)
 
 
 def write_params(run: SweepRun) -> None:

@@ -122,6 +122,7 @@ class JudgeGrader(Grader):
             JUDGE_SHARD,
             f"gen {self.env.k}: judge {part}",
             settings,
+            final=lambda row: row["status"] != "error",  # a failed request is asked again, never cached
         )
 
     def fit(self, scores: list[float | None]) -> Rule:

@@ -131,3 +131,41 @@ def test_report_columns_tolerate_graders_that_are_off(graded):
     assert rows[0]["audit_verifier_auc"] == "" and rows[0]["dedup_dropped"] == ""  # gen 0 is not graded
     assert rows[1]["audit_verifier_auc"] == io.read_json(lay.grade_stats(1))["audit_verifier_auc"]
     assert set(GRADER_COLUMNS) <= set(COLUMNS) and len(GRADERS) == 7
+
+
+def test_failed_http_judge_requests_are_asked_again_by_the_next_run(graded, tmp_path):
+    """Through the grade stage (in a copy of the project): a judge server that fails every request
+    leaves no verdict on disk; once it answers, grading again asks it and stores the verdicts."""
+    from tests.judge_server import JudgeServer, Reply, completion
+
+    params, root, _, _ = graded
+    root = tmp_path / "project"
+    shutil.copytree(graded[1], root)
+    lay = Layout.of(params, root)
+    state = {"up": False}
+
+    def answer(req) -> Reply:
+        return Reply(body=completion(req.route, "SCORE: 7")) if state["up"] else Reply(503, {"error": "down"})
+
+    with JudgeServer(answer) as server:
+        grade = params.grade.model_copy(
+            update={
+                "steps": ["judge"],
+                "judge_backend": "http",
+                "judge_mode": "generate",
+                "judge_base_url": server.url,
+                "judge_model": "m",
+                "judge_retries": 0,
+                "judge_unparsed": "keep",
+            }
+        )
+        http = params.model_copy(update={"grade": grade})
+        shutil.rmtree(lay.judge_shards(1), ignore_errors=True)
+        failed = run_stage("grade", http, root, 1)
+        assert failed["judge_error"] == failed["judge_in"] > 0 and failed.get("judge_ok", 0) == 0
+        assert not list(lay.judge_shards(1).rglob("shard-*.jsonl"))  # no failure was cached as a verdict
+        state["up"] = True
+        again = run_stage("grade", http, root, 1)
+    assert again["judge_ok"] == again["judge_in"] and again["judge_error"] == 0
+    assert list(lay.judge_shards(1).rglob("shard-*.jsonl"))
+    assert {r["scores"]["judge_score"] for r in io.read_rows(lay.graded(1))} == {7.0}

@@ -298,3 +298,25 @@ def test_shards_edge_cases(tmp_path):
         score_in_shards(ITEMS, lambda items: [{}], tmp_path / "bad", 3, "judge")
     with pytest.raises(ValueError, match="shard_size"):
         score_in_shards(ITEMS, Grader(), tmp_path / "zero", 0, "judge")
+
+
+def test_failed_rows_are_never_stored_and_the_next_run_asks_again(tmp_path):
+    calls = []
+
+    def flaky(items: list[str]) -> list[dict]:
+        calls.append(list(items))
+        failing = len(calls) == 2  # the second shard's first attempt fails
+        return [{"text": t, "status": "error" if failing else "ok"} for t in items]
+
+    final = lambda row: row["status"] != "error"  # noqa: E731
+    first = score_in_shards(ITEMS, flaky, tmp_path, 3, "judge", final=final)
+    assert [r["status"] for r in first].count("error") == 3  # this run still gets its rows
+    assert sorted(p.name for p in tmp_path.glob("shard-*.jsonl")) == [
+        "shard-00000.jsonl",
+        "shard-00002.jsonl",
+        "shard-00003.jsonl",
+    ]
+    calls.clear()
+    again = score_in_shards(ITEMS, flaky, tmp_path, 3, "judge", final=final)
+    assert calls == [ITEMS[3:6]]  # only the shard that failed is asked again
+    assert all(r["status"] == "ok" for r in again) and shard_path(tmp_path, 1).is_file()

@@ -32,6 +32,15 @@ def test_plan_is_seed_major_with_own_folders_and_shared_data(base):
     assert runs[0].params.paths.gens == "sweeps/s/runs/replace-s0/gens"
 
 
+def test_prepared_data_is_shared_only_between_runs_with_the_same_split(base, tmp_path):
+    runs = plan(spec(), base)
+    assert len({r.params.paths.data for r in runs}) == 1  # data.test_corpus given: the seed splits nothing
+    write_params(base, tiny_params(tmp_path / "train.txt", None))  # prepare splits data.corpus by loop.seed
+    runs = plan(spec(), base)
+    by_seed = {(r.seed, r.params.paths.data) for r in runs}
+    assert len({d for _, d in by_seed}) == 2 and len(by_seed) == 2  # one folder per seed, shared by its arms
+
+
 def test_generation_zero_is_shared_only_where_it_cannot_differ(base):
     r0, a0, r1, _ = plan(spec(), base)
     assert params_hash(r0.params, drop=NOT_GEN0) == params_hash(a0.params, drop=NOT_GEN0)
