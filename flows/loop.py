@@ -10,6 +10,7 @@ the MLflow run. No logic of the loop lives here: the order is the stage table's.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import time
@@ -31,6 +32,7 @@ from synthloop import io, versioning
 from synthloop.config import Params, load_params
 from synthloop.layout import Layout
 from synthloop.ledger import Ledger
+from synthloop.progress import reporting
 from synthloop.runner import run_stage
 from synthloop.stages import table
 from synthloop.stages.report import read_summary
@@ -50,11 +52,11 @@ def resume_for(params: Params, root: Path, params_file: Path) -> Resume:
 
 
 class Progress:
-    """The run's progress artifact: the share of stages done, and training steps inside a train
-    stage. Updates are throttled (each one is an API call)."""
+    """The run's progress artifact: the share of stages done, and the progress inside the running
+    stage (training steps, samples, graders). Updates are throttled (each one is an API call)."""
 
-    def __init__(self, stages: int, steps: int):
-        self.stages, self.steps, self.done, self.label, self.last = stages, steps, 0, "", 0.0
+    def __init__(self, stages: int):
+        self.stages, self.done, self.label, self.last = stages, 0, "", 0.0
         self.id = create_progress_artifact(0.0, key="loop-progress", description="starting")
 
     def start(self, sid: str) -> None:
@@ -65,9 +67,9 @@ class Progress:
         self.done += 1
         self._update(self.done, f"{self.done}/{self.stages} stages done", force=True)
 
-    def metric(self, key: str, value: float, step: int) -> None:
-        if key == "train_loss":
-            self._update(self.done + min(step / self.steps, 1.0), f"{self.label}: step {step}/{self.steps}")
+    def within(self, desc: str, fraction: float) -> None:
+        """Progress inside the running stage (synthloop.progress reports here while the stage runs)."""
+        self._update(self.done + min(fraction, 1.0), f"{self.label}: {desc} {fraction:.0%}")
 
     def _update(self, stages_done: float, description: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -90,9 +92,10 @@ def stage_task(
     """One stage: skipped when its resume record says it is done, else run and recorded."""
     outputs = table.files(Layout.of(params, root), stage, gen)[1]
     reuse = resume.done(stage.name, gen) and all(p.exists() for p in outputs)
-    metrics = run_stage(
-        stage.name, params, root, gen, tracker, reuse=reuse, on_metric=progress.metric if progress else None
-    )
+    with contextlib.ExitStack() as scope:
+        if progress:
+            scope.enter_context(reporting(progress.within))
+        metrics = run_stage(stage.name, params, root, gen, tracker, reuse=reuse)
     if not reuse:
         resume.record(stage.name, gen)
     return metrics
@@ -122,7 +125,7 @@ def run_loop(params: Params, root: Path, tracker: LoopTracker, resume: Resume) -
     """Every stage of the loop as a task, in the stage table's order (inside a flow); the MLflow run id."""
     lay = Layout.of(params, root)
     steps = table.plan(params.loop.generations)
-    progress = Progress(len(steps), params.train.steps)
+    progress = Progress(len(steps))
     last = table.GENERATION[-1].name
     for stage, gen in steps:
         sid = table.stage_id(stage.name, gen)

@@ -208,6 +208,8 @@ class TrainParams(_Section):
     warmup_steps: int = Field(ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(ge=0, le=1, description="AdamW weight decay.")
     precision: Literal["fp32", "bf16"] = Field(description="bf16 autocast (faster on CPUs with bf16 units) or plain fp32.")
+    # an operational knob, not an experiment one: it never changes the result, so older params files may leave it out
+    checkpoint_every: int = Field(default=0, ge=0, description="Save a resumable checkpoint (weights, optimizer, data position) every this many steps; a killed train resumes from the last one with the same final weights. 0 = off.")
 
 
     @model_validator(mode="after")

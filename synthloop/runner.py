@@ -38,13 +38,11 @@ def run_stage(
     gen: int | None = None,
     tracker: LoopTracker | None = None,
     reuse: bool = False,
-    on_metric: MetricSink | None = None,
 ) -> dict[str, float]:
     """Run one stage on the files under `root`; log it to MLflow when a tracker is given.
 
     reuse=True: the outputs are already there and current (DVC said so): read the
     stage's numbers back instead of recomputing, and log them as usual.
-    on_metric: also receives every curve point the stage logs (a progress display).
     """
     stage = table.check(name, gen, params.loop.generations)
     lay = Layout.of(params, root)
@@ -67,21 +65,11 @@ def run_stage(
         finally:
             compute_s = time.perf_counter() - begin
 
-    def tee(first: MetricSink) -> MetricSink:
-        if on_metric is None:
-            return first
-
-        def both(key: str, value: float, step: int) -> None:
-            first(key, value, step)
-            on_metric(key, value, step)
-
-        return both
-
     if tracker is None:
-        metrics = compute(tee(_no_metric))
+        metrics = compute(_no_metric)
     else:
         with tracker.stage(stage, gen) as stage_log:
-            metrics = compute(tee(stage_log.metric))
+            metrics = compute(stage_log.metric)
             stage_log.result(metrics, time.perf_counter() - start, reused=reuse)
     if not reuse:
         faults.point(f"after:{sid}")

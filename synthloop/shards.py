@@ -17,10 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .io import read_json, read_rows, write_json, write_rows
 from .keys import content_key
+from .progress import Progress
 
 log = logging.getLogger("synthloop")
 
@@ -73,7 +72,7 @@ def run_in_shards(
     if done:
         log.info("%s: resumed %d of %d shards from %s", desc, len(done), len(sizes), folder)
     shards: list[list[dict[str, Any]]] = []
-    with tqdm(total=sum(sizes), desc=desc, unit=unit, leave=False, disable=None) as bar:
+    with Progress(sum(sizes), desc, unit=unit) as bar:
         for i, size in enumerate(sizes):
             path = shard_path(folder, i)
             if not path.is_file():

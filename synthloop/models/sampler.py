@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import GenerateParams
 from ..keys import content_key, derive_seed
+from ..progress import Progress
 from ..shards import run_in_shards
 from .lm import batches_by_length
 
@@ -131,7 +131,11 @@ def sample(
         return [{"ids": row} for row in make(batch, gen)]
 
     if shards is None:
-        rows = [one(b) for b in tqdm(range(len(batches)), desc=desc, unit="batch", leave=False, disable=None)]
+        rows = []
+        with Progress(len(prompts), desc, unit="sample") as bar:
+            for b in range(len(batches)):
+                rows.append(one(b))
+                bar.update(len(batches[b]))
     else:
         key = content_key(prompts, cfg.model_dump(mode="json"), seed, settings)
         rows = run_in_shards(shards, key, [len(b) for b in batches], one, desc, after_shard=after_shard)

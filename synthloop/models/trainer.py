@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..config import TrainParams
-from ..io import DataError
+from ..io import DataError, atomic_path
+from ..progress import Progress
+
+log = logging.getLogger("synthloop")
 
 
 def lr_at(step: int, cfg: TrainParams) -> float:
@@ -22,6 +28,50 @@ def lr_at(step: int, cfg: TrainParams) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where and how often training saves its state; `key` names its inputs (a checkpoint of other
+    inputs is ignored); `after_save(step)` runs once a checkpoint is on disk (a kill point for tests)."""
+
+    path: Path
+    key: str
+    every: int
+    after_save: Callable[[int], None] | None = None
+
+    def save(self, step: int, model, opt, gen: torch.Generator, losses: list[float]) -> None:
+        state = {
+            "key": self.key,
+            "step": step,
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "rng": gen.get_state(),
+            "losses": list(losses),
+        }
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+        if self.after_save:
+            self.after_save(step)
+
+    def restore(self, model, opt, gen: torch.Generator, losses: list[float]) -> int:
+        """Load the checkpoint of these inputs into model, optimizer, generator and losses; the next step."""
+        if not self.path.is_file():
+            return 0
+        try:
+            state = torch.load(self.path, weights_only=True)  # tensors and plain containers only: no pickled code
+        except Exception as exc:  # a damaged file: start over rather than trust it
+            log.info("%s: unreadable checkpoint (%s); training from the start", self.path, str(exc)[:80])
+            return 0
+        if state.get("key") != self.key:
+            log.info("%s: a checkpoint of other inputs; training from the start", self.path)
+            return 0
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["rng"])
+        losses.extend(state["losses"])
+        log.info("%s: resumed from step %d", self.path, state["step"])
+        return int(state["step"])
+
+
 def train(
     model: torch.nn.Module,
     stream: torch.Tensor,
@@ -30,8 +80,13 @@ def train(
     device: torch.device,
     on_log: Callable[[int, float], None] | None = None,
     desc: str = "training",
+    ckpt: Checkpoints | None = None,
 ) -> dict[str, float]:
-    """Train in place on random windows of a packed token stream; returns summary numbers."""
+    """Train in place on random windows of a packed token stream; returns summary numbers.
+
+    With `ckpt`, the state (weights, optimizer, the batch generator, the losses so far) is saved
+    every `ckpt.every` steps, and a run that finds a checkpoint of the same inputs resumes from it:
+    the final weights equal an uninterrupted run's (same machine and thread count)."""
     block = cfg.block_size
     if len(stream) < block + 2:
         raise DataError(
@@ -50,8 +105,10 @@ def train(
     offsets = torch.arange(block + 1)
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc=desc, unit="step", leave=False, disable=None)
-    for step in bar:
+    first = ckpt.restore(model, opt, gen, losses) if ckpt else 0
+    bar = Progress(cfg.steps, desc, unit="step", initial=first)
+    tokens_per_step, began = cfg.batch_size * block, time.perf_counter()
+    for step in range(first, cfg.steps):
         starts = torch.randint(0, len(stream) - block - 1, (cfg.batch_size,), generator=gen)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -67,10 +124,13 @@ def train(
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss)
-        if step % 10 == 0 or step == cfg.steps - 1:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if on_log:
-                on_log(step, losses[-1])
+        if ckpt and ckpt.every and (step + 1) % ckpt.every == 0 and step + 1 < cfg.steps:
+            ckpt.save(step + 1, model, opt, gen, losses)
+        rate = tokens_per_step * (step + 1 - first) / max(time.perf_counter() - began, 1e-9)
+        bar.update(1, loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
+        if on_log and (step % 10 == 0 or step == cfg.steps - 1):
+            on_log(step, losses[-1])
+    bar.close()
     model.eval()
     tail = losses[-max(1, len(losses) // 10) :]
     return {"train_loss": sum(tail) / len(tail), "train_tokens": cfg.steps * cfg.batch_size * block}

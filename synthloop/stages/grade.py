@@ -18,6 +18,7 @@ from .. import io
 from ..graders import audit, grader_class
 from ..graders.base import GradeEnv
 from ..graders.rules import preference
+from ..progress import Progress
 from .context import StageContext
 
 DIGITS = {"self_ppl": 4, "ref_ppl": 4}  # digits each score is stored with (default 6)
@@ -32,6 +33,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     stats: dict[str, float] = {"n_graded": len(rows)}
     speed: dict[str, float] = {}
     prefs: dict[str, dict[str, float | None]] = {}
+    bar = Progress(len(p.grade.steps), f"gen {k}: grading", unit="grader")
     for name in p.grade.steps:
         grader = grader_class(name)(env)
         alive = [r for r in rows if r["dropped_by"] is None]
@@ -63,6 +65,8 @@ def run(ctx: StageContext) -> dict[str, float]:
                 )
             )
             prefs[name] = dict(zip(ids, preference(out.rule, synth).tolist()))
+        bar.update(1, last=name, kept=sum(r["dropped_by"] is None for r in rows))
+    bar.close()
     stats.update(audit.correlations(prefs))
     for row in rows:
         row["kept"] = row["dropped_by"] is None

@@ -116,7 +116,7 @@ TABLE: tuple[Stage, ...] = (
         0,
         reads=("tokenizer", "train_set", "model:prev"),
         writes=(Out("model"),),
-        params=(*section("model"), *section("train"), "loop.seed"),
+        params=(*section("model"), *(k for k in section("train") if k != "train.checkpoint_every"), "loop.seed"),
         code=("synthloop/models",),
         artifacts=("model",),
     ),

@@ -51,3 +51,38 @@ def test_loss_goes_down_on_a_repeating_stream():
     stream = torch.arange(10).repeat(60)
     stats = train(model, stream, _cfg(steps=40, lr=1e-2), seed=0, device=torch.device("cpu"))
     assert stats["train_loss"] < 1.0  # ln(40) = 3.7 at the start
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_with_identical_weights(tmp_path):
+    from synthloop.models.trainer import Checkpoints
+
+    cfg = _cfg(steps=12, checkpoint_every=5)
+    stream = torch.randint(0, 40, (500,), generator=torch.Generator().manual_seed(2))
+    reference = build_model(MODEL, vocab_size=40, eos=0, seed=1)
+    whole = train(reference, stream, cfg, seed=3, device=torch.device("cpu"))
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_10(step: int) -> None:
+        if step == 10:
+            raise Stop
+
+    ckpt = Checkpoints(tmp_path / "ckpt.pt", key="inputs-1", every=5, after_save=stop_at_10)
+    try:
+        train(build_model(MODEL, vocab_size=40, eos=0, seed=1), stream, cfg, 3, torch.device("cpu"), ckpt=ckpt)
+    except Stop:
+        pass
+    assert (tmp_path / "ckpt.pt").is_file()
+    steps_seen = []
+    resumed_model = build_model(MODEL, vocab_size=40, eos=0, seed=99)  # other init: the checkpoint overrides it
+    again = Checkpoints(tmp_path / "ckpt.pt", key="inputs-1", every=5)
+    resumed = train(
+        resumed_model, stream, cfg, 3, torch.device("cpu"), on_log=lambda s, _: steps_seen.append(s), ckpt=again
+    )
+    assert steps_seen == [10, 11]  # only the steps after the checkpoint ran
+    assert resumed == whole  # the losses of the first 10 steps came back with it
+    for pa, pb in zip(reference.parameters(), resumed_model.parameters()):
+        assert torch.equal(pa, pb)
+    other = Checkpoints(tmp_path / "ckpt.pt", key="inputs-2", every=5)  # other inputs: start over
+    assert other.restore(resumed_model, None, None, []) == 0
