@@ -22,8 +22,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from synthloop import forms, versioning, workspace
+from synthloop import forms, preflight, versioning, workspace
 from synthloop.config import Params, load_params
+from synthloop.console import quiet_expected_errors
 from synthloop.experiments import sweep as sweeps
 from synthloop.stages import table
 from synthloop.tracking import LoopTracker, experiment_id, git_commit, tracking_uri
@@ -69,7 +70,9 @@ def workspace_tracker(ws: workspace.Workspace, run_id: str) -> LoopTracker:
 def run_form(project: Path, values: dict[str, Any]) -> str:
     """A loop from the form's values, in the run's own workspace; returns the MLflow run id."""
     logging.getLogger("synthloop").setLevel(logging.INFO)  # stage logs in the UI (PREFECT_LOGGING_EXTRA_LOGGERS)
+    quiet_expected_errors()  # this process runs the flow: its state message is the one line, no traceback
     params = forms.to_params(values)  # cross-field rules: ConfigError, one line, before any stage
+    preflight.check(params, project)  # corpora, judge, disk: one line, before the workspace exists
     run_id = str(flow_run.id)
     ws = workspace.create(project, run_id, params)
     tracker = workspace_tracker(ws, run_id)
@@ -189,6 +192,7 @@ def sweep_flow(project: Path) -> Flow:
             profile: The params file every arm starts from.
             name: The sweep's name (empty: the flow run's name); results go to .synthloop/runs/<flow-run-id>/<name>/.
         """
+        quiet_expected_errors()  # the flow run's own process: a one-line failure, no traceback
         run_id = str(flow_run.id)
         raw = forms.sweep_raw(
             list(strategies), list(seeds), generations, profile, name or flow_run.name, out=str(workspace.RUNS / run_id)

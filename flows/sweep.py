@@ -15,6 +15,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
+from synthloop import preflight
 from synthloop.config import load_params
 from synthloop.experiments import compare
 from synthloop.experiments import sweep as sweeps
@@ -54,6 +55,7 @@ def sweep(spec_file: str = "sweeps/anchor.yaml", root: str = ".") -> str:
 
 def run_sweep(spec: sweeps.SweepSpec, home: Path) -> str:
     runs = sweeps.plan(spec, home)
+    preflight.check_all([r.params for r in runs], home)  # the UI's sweeps too: one line before any loop
     folder = home / spec.out / spec.name
     tracker = SweepTracker(runs[0].params, home, spec, str(flow_run.id))
     progress = create_progress_artifact(0.0, description=f"sweep {spec.name}: runs finished")

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .console import guard as _guard
-from .console import print_summary, quiet_offline_env
+from .console import print_summary, quiet_expected_errors, quiet_offline_env
 
 app = typer.Typer(
     add_completion=False,
@@ -38,8 +38,14 @@ def run(params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> Non
         from .config import load_params
         from .layout import Layout
 
-        p = load_params(params)  # fail on bad params before Prefect starts
+        p = load_params(params)  # fail on bad params, data or machine before Prefect starts
+        from .preflight import check
+
+        check(p, root)
         from flows.loop import loop
+
+        if not debug:
+            quiet_expected_errors()
 
         run_id = loop(str(params.resolve()), root=str(root))
         lay = Layout.of(p, root)
@@ -146,6 +152,9 @@ def sweep(
                 axes[key.strip()] = _values(values)
             s = sweeps.grid_spec(name, str(params), axes, [int(v) for v in _values(seeds)])
         runs = sweeps.plan(s, root)  # every run's params validated before anything starts
+        from .preflight import check_all
+
+        check_all([r.params for r in runs], root)
         folder = root / s.out / s.name
         spec_file = spec
         if spec_file is None:  # the grid's spec is kept with its results, so it can be rerun
@@ -157,6 +166,9 @@ def sweep(
             write_text(spec_file, yaml.safe_dump(s.model_dump(), sort_keys=False))
         typer.echo(f"sweep {s.name}: {len(s.arms)} arms x {len(s.seeds)} seeds = {len(runs)} loops")
         from flows.sweep import sweep as sweep_flow
+
+        if not debug:
+            quiet_expected_errors()
 
         sweep_flow(str(spec_file.resolve()), str(root))
         typer.echo(f"\nsummary:  {folder / 'summary.csv'}\nreport:   {folder / 'report' / 'report.md'}")

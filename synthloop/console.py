@@ -25,11 +25,40 @@ def quiet_offline_env(root: Path) -> None:
         "DVC_NO_ANALYTICS": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' own load/save bars: noise in logs
+        "TRANSFORMERS_VERBOSITY": "error",
         # a fresh Prefect database takes 15-30 s to migrate on a busy 2-core machine (default limit: 20 s)
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+
+
+class ExpectedErrors(logging.Filter):
+    """Drops Prefect's report of an expected error (a ConfigError or DataError inside a task or flow):
+    its traceback and its "Finished in state Failed(...)" line. The CLI says it in one line, and the
+    failed run's state message in the UI is that line. Unexpected exceptions keep their traceback."""
+
+    NAMES = ("DataError", "ConfigError")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .config import ConfigError
+        from .io import DataError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            return not isinstance(exc, (ConfigError, DataError))
+        message = record.getMessage()
+        failed = message.startswith(("Finished in state Failed", "Encountered exception"))
+        return not (failed and any(name in message for name in self.NAMES))
+
+
+def quiet_expected_errors() -> None:
+    """Install ExpectedErrors on Prefect's run loggers (call after Prefect configured its logging)."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExpectedErrors) for f in logger.filters):
+            logger.addFilter(ExpectedErrors())
 
 
 def guard(debug: bool, fn, *args):

@@ -49,6 +49,26 @@ def api_key(env_var: str | None, key: str) -> str | None:
     return value
 
 
+def _root(base_url: str) -> str:
+    root = base_url.rstrip("/")
+    return root[:-3] if root.endswith("/v1") else root
+
+
+def reachable(base_url: str, timeout_s: float) -> str | None:
+    """None when the server answers at all (any HTTP status); else why not, in a few words."""
+    import httpx
+
+    try:
+        httpx.get(f"{_root(base_url)}/v1/models", timeout=timeout_s)
+    except httpx.ConnectError:
+        return "connection refused"
+    except httpx.TimeoutException:
+        return f"no answer in {timeout_s:g} s"
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return None
+
+
 class _Failure(Exception):
     """One attempt failed; `connect` says the server was never reached."""
 
@@ -104,8 +124,7 @@ class OpenAIClient:
         what: str = "endpoint",
         url_key: str = "the base URL",
     ):
-        root = base_url.rstrip("/")
-        root = root[:-3] if root.endswith("/v1") else root
+        root = _root(base_url)
         self.base_url, self.model, self.route, self.what, self.url_key = base_url, model, route, what, url_key
         self.url = f"{root}/v1/chat/completions" if route == "chat" else f"{root}/v1/completions"
         self.timeout_s, self.concurrency, self.retries, self.backoff_s = timeout_s, concurrency, retries, backoff_s

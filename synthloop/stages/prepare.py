@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .. import faults, io
+from ..data import documents, split_sizes
 from ..io import DataError
 from ..models import lm
 from ..records import real_row
@@ -13,33 +12,18 @@ from .context import StageContext
 
 def split_documents(docs: list[str], test_fraction: float, seed_rng) -> tuple[list[str], list[str]]:
     """Deterministic split by document: a seeded shuffle, the first share is the test set."""
-    n_test = round(len(docs) * test_fraction)
-    if n_test < 1 or len(docs) - n_test < 1:
-        raise DataError(
-            f"{len(docs)} document(s): too few to hold out data.test_fraction = "
-            f"{test_fraction} (need >= 1 test and >= 1 train document); add documents or set data.test_corpus"
-        )
+    _, n_test = split_sizes(len(docs), test_fraction)
     order = list(range(len(docs)))
     seed_rng.shuffle(order)
     test_idx = set(order[:n_test])
     return ([d for i, d in enumerate(docs) if i not in test_idx], [d for i, d in enumerate(docs) if i in test_idx])
 
 
-def _load(root: Path, value: str, key: str, min_chars: int) -> list[str]:
-    path = (root / value).resolve()
-    docs = [d for d in io.read_corpus(path, key) if len(d) >= min_chars]
-    if not docs:
-        raise DataError(
-            f"{path}: no document has data.min_chars = {min_chars} characters; lower it or use a larger corpus"
-        )
-    return docs
-
-
 def run(ctx: StageContext) -> dict[str, float]:
     p, lay = ctx.params, ctx.layout
-    train = _load(lay.root, p.data.corpus, "data.corpus", p.data.min_chars)
+    train = documents(lay.root, p.data.corpus, "data.corpus", p.data.min_chars)
     if p.data.test_corpus:
-        test = _load(lay.root, p.data.test_corpus, "data.test_corpus", p.data.min_chars)
+        test = documents(lay.root, p.data.test_corpus, "data.test_corpus", p.data.min_chars)
     else:
         try:
             train, test = split_documents(train, p.data.test_fraction, ctx.rng("split"))

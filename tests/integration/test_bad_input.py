@@ -22,6 +22,7 @@ from synthloop.cli import app
 from tests.conftest import REPO, small_corpus, tiny_params, write_params
 
 DOC = REPO / "docs" / "errors.md"
+BIN = Path(sys.executable).parent
 WRITE = os.environ.get("SYNTHLOOP_WRITE_ERRORS_DOC") == "1"
 RESULTS: dict[str, tuple[int, str]] = {}
 
@@ -375,3 +376,57 @@ def write_doc() -> None:
     for case, (code, message) in sorted(merged.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 999):
         lines.append(f"| `{case}` | {whats[case]} | {code} | `{message.replace('|', chr(92) + '|')}` |")
     DOC.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+NEED_TOKENIZER = ("corpus-tiny", "vocab-too-large")  # found by prepare, inside the run (one line too)
+DATA_CASES = [c for c, (_, _, _, args, _) in CASES.items() if args == ["stage", "prepare"] and c not in NEED_TOKENIZER]
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_data_errors_reach_synthloop_run_as_one_line_before_prefect_starts(case, corpus, tmp_path):
+    """The preflight: the stage's own line, exit 1, before Prefect (or anything else) starts, nothing written.
+    (corpus-tiny and vocab-too-large need the tokenizer: prepare reports them, inside the run.)"""
+    _, change, files, _, code = CASES[case]
+    train, test = corpus
+    raw = tiny_params(train, test)
+    root = tmp_path / "project"
+    root.mkdir()
+    if callable(files):
+        files(raw, root)
+    if change:
+        change(raw)
+    write_params(root, raw)
+    before = snapshot(root)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    env.pop("PREFECT_HOME", None)  # as a user has it: Prefect would write <project>/.prefect once it starts
+    out = subprocess.run(
+        [str(BIN / "synthloop"), "run"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == code and len(lines) == 1, out.stderr
+    message = lines[0].replace(str(root), "<project>").replace(str(train.parent), "<corpus>")
+    assert (code, message) == documented()[case]
+    assert "Traceback" not in out.stderr + out.stdout and not (root / ".prefect").exists()
+    assert snapshot(root) == before
+
+
+@pytest.mark.slow
+def test_an_error_inside_the_running_flow_is_one_line_without_a_traceback(corpus, tmp_path, ui):
+    """grade@1 keeps no sample: Prefect's traceback and failed-state lines are silenced, one `error:` line is left."""
+    train, test = corpus
+    raw = tiny_params(
+        train, test, loop={"chain": {"1": 0}}, grade={"min_words": 900}, train={"steps": 10, "warmup_steps": 2}
+    )
+    root = tmp_path / "project"
+    root.mkdir()
+    write_params(root, raw)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "PREFECT_API_URL": ui.api}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = subprocess.run(
+        [str(BIN / "synthloop"), "run"], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 1 and len(errors) == 1, out.stderr[-3000:]
+    assert errors[0].startswith("error: grade: generation 1 kept 0 of")
+    assert "Traceback" not in out.stderr and "Finished in state Failed" not in out.stderr
+    assert "stage grade@1: start" in out.stderr  # it did get that far: the error came from inside the flow

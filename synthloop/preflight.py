@@ -1,0 +1,107 @@
+"""Preflight: everything that can be checked without compute, before Prefect starts or any stage runs.
+
+`synthloop run`, `synthloop sweep` and a UI loop run call `check` first: the corpora (exist,
+readable, UTF-8, not empty, enough documents for the split), the judge's model folder or
+endpoint, that the output folders can be written, and free disk for the planned outputs.
+A failure is one ConfigError/DataError line naming the key or file and what to do; nothing
+is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .config import Params
+from .data import documents, split_sizes
+from .io import DataError
+
+log = logging.getLogger("synthloop")
+
+MB = 1 << 20
+
+
+def check(params: Params, root: Path) -> None:
+    corpora(params, root)
+    outputs_writable(params, root)
+    judge(params, root)
+    disk(params, root)
+
+
+def check_all(runs: list[Params], root: Path) -> None:
+    """`check` for many loops (a sweep): once per prepared data folder, which they share."""
+    for params in {p.paths.data: p for p in runs}.values():
+        check(params, root)
+
+
+def corpora(params: Params, root: Path) -> None:
+    d = params.data
+    train = documents(root, d.corpus, "data.corpus", d.min_chars)
+    if d.test_corpus:
+        documents(root, d.test_corpus, "data.test_corpus", d.min_chars)
+        return
+    try:
+        split_sizes(len(train), d.test_fraction)
+    except DataError as exc:
+        raise DataError(f"{(root / d.corpus).resolve()}: {exc}") from None
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def outputs_writable(params: Params, root: Path) -> None:
+    for key in ("data", "gens", "reports"):
+        folder = root / getattr(params.paths, key)
+        base = _existing(folder)
+        if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+            raise DataError(f"{folder}: cannot be written (paths.{key}); make the project folder writable")
+
+
+def judge(params: Params, root: Path) -> None:
+    g = params.grade
+    if "judge" not in g.steps:
+        return
+    if g.judge_backend == "local":
+        if g.judge_model_dir == "gen0":
+            return  # this loop trains it
+        folder = (root / g.judge_model_dir).resolve()
+        if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+            raise DataError(
+                f"grade.judge_model_dir = {folder}: no model here (config.json and .safetensors weights); "
+                "point it at a folder with a transformers causal LM"
+            )
+        return
+    from .backends.http import api_key, reachable
+
+    api_key(g.judge_api_key_env, "grade.judge_api_key_env")
+    why = reachable(g.judge_base_url, timeout_s=min(g.judge_timeout_s, 10.0))
+    if why:
+        raise DataError(
+            f"grade.judge_base_url = {g.judge_base_url} does not answer ({why}); start the server or fix the URL"
+        )
+
+
+def planned_bytes(params: Params, root: Path) -> int:
+    """A generous estimate of what a loop writes: models (twice: the folder and DVC's cache), the
+    text of samples, graded rows and training sets, the prepared data, per generation."""
+    m, g = params.model, params.loop.generations + 1
+    n_params = params.tokenizer.vocab_size * m.n_embd + m.context * m.n_embd + 12 * m.n_layer * m.n_embd**2
+    text = 8 * params.generate.max_new_tokens * (params.generate.num_samples * 3 + params.mix.train_size)
+    corpus = root / params.data.corpus
+    data = 3 * corpus.stat().st_size if corpus.is_file() else 0
+    return data + g * (2 * 4 * n_params + text)
+
+
+def disk(params: Params, root: Path) -> None:
+    need = planned_bytes(params, root)
+    free = shutil.disk_usage(_existing(root / params.paths.gens)).free
+    if free < need:
+        raise DataError(
+            f"{root}: {free // MB} MB free, the loop needs about {need // MB} MB; free space "
+            "(or lower loop.chain's generations or generate.num_samples) and rerun"
+        )
