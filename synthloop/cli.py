@@ -76,12 +76,17 @@ def stage(
 
     def _stage() -> None:
         from .config import load_params
-        from .runner import run_stage
         from .stages.table import check
-        from .tracking import LoopTracker, params_loop_id
 
         p = load_params(params)
         check(name, gen, p.loop.generations)
+        if name == "prepare":  # the corpus, before MLflow and torch load (seconds under `dvc repro`)
+            from .preflight import corpora
+
+            corpora(p, root)
+        from .runner import run_stage
+        from .tracking import LoopTracker, params_loop_id
+
         loop_id = os.environ.get("SYNTHLOOP_LOOP_ID") or params_loop_id(p)
         run_stage(name, p, root, gen, LoopTracker(p, root, loop_id))
 

@@ -74,7 +74,12 @@ class ModelParams(_Section):
 
 class ComputeParams(_Section):
     device: Literal["cpu", "cuda", "auto"] = Field(description="Where models run; auto picks cuda when available.")
-    threads: int = Field(ge=0, le=256, description="torch CPU threads; 0 = all cores. Results are byte-identical only at equal thread counts.")
+    threads: int = Field(ge=0, le=256, description="torch CPU threads; 0 (or 'auto' in params.yaml) = the CPUs this process may use (affinity, cgroup quota). Results are byte-identical only at equal thread counts.")
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        return 0 if value == "auto" else value
 
 
 class LoopParams(_Section):

@@ -26,6 +26,10 @@ def quiet_offline_env(root: Path) -> None:
         "TOKENIZERS_PARALLELISM": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' own load/save bars: noise in logs
+        # OpenMP threads sleep instead of spinning at barriers: with another CPU-bound process on the
+        # cores, spinning made sampling 6.2x slower (bench/busy.py); OMP_WAIT_POLICY=ACTIVE for a
+        # dedicated machine (idle sampling ~1.7x faster, training the same)
+        "OMP_WAIT_POLICY": "PASSIVE",
         "TRANSFORMERS_VERBOSITY": "error",
         # a fresh Prefect database takes 15-30 s to migrate on a busy 2-core machine (default limit: 20 s)
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",

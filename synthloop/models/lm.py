@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -12,13 +11,14 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from ..config import ComputeParams, ModelParams
 from ..io import DataError, atomic_path
+from ..resources import available_cpus
 
 EOS = "<|endoftext|>"
 
 
 def setup_torch(compute: ComputeParams) -> torch.device:
     """Thread count and device; called once per process before any model work."""
-    threads = compute.threads or os.cpu_count() or 1
+    threads = compute.threads or available_cpus()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return resolve_device(compute.device)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from .. import faults, io
 from ..data import documents, split_sizes
 from ..io import DataError
-from ..models import lm
 from ..records import real_row
 from .context import StageContext
 
@@ -29,6 +28,8 @@ def run(ctx: StageContext) -> dict[str, float]:
             train, test = split_documents(train, p.data.test_fraction, ctx.rng("split"))
         except DataError as exc:
             raise DataError(f"{(lay.root / p.data.corpus).resolve()}: {exc}") from None
+    from ..models import lm  # torch loads only once the corpus passed: a bad one is reported at once
+
     tok = lm.train_tokenizer(train, p.tokenizer.vocab_size)
     if tok.get_vocab_size() < p.tokenizer.vocab_size:
         raise DataError(

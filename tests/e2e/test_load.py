@@ -2,7 +2,7 @@
 
 The session's real `synthloop ui` with SYNTHLOOP_LOOP_CONCURRENCY=2 (Prefect server,
 MLflow UI, served deployments) on free ports, in a copy of the project. RUNS runs of
-loop/default (6; SYNTHLOOP_LOAD_RUNS=20 for the README's measurement) are submitted
+loop/default (4; SYNTHLOOP_LOAD_RUNS=20 for the README's measurement) are submitted
 through the API in one go, seeds 0..RUNS-1 (distinct params, so none is restored from
 DVC's run-cache). Each is a smaller-than-tiny loop (the tiny profile on the first
 documents of the corpus, 1 generation, fewer steps and samples, 1 thread per run), so
@@ -27,7 +27,7 @@ from tests.conftest import small_corpus, tiny_params
 from tests.ui_proc import LOOP_LIMIT, form_parameters, mlflow_loop_run
 
 pytestmark = pytest.mark.slow
-RUNS = int(os.environ.get("SYNTHLOOP_LOAD_RUNS", "6"))  # 20 for the README's load measurement
+RUNS = int(os.environ.get("SYNTHLOOP_LOAD_RUNS", "4"))  # 20 for the README's load measurement
 LIMIT, DEADLINE_S = LOOP_LIMIT, 20 * 60
 
 
