@@ -243,13 +243,11 @@ def prepare_files(kind: str, root: Path, raw: dict) -> None:
         )
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_clear_line_and_changes_nothing(case, corpus, tmp_path, monkeypatch):
-    what, change, files, args, code = CASES[case]
-    train, test = corpus
-    raw = tiny_params(train, test)
-    root = tmp_path / "project"
-    root.mkdir()
+def case_project(case: str, corpus, root: Path) -> dict:
+    """The tiny params of a bad-input case, written to `root`/params.yaml with the case's files."""
+    _, change, files, _, _ = CASES[case]
+    raw = tiny_params(*corpus)
+    root.mkdir(parents=True, exist_ok=True)
     if callable(files):
         files(raw, root)
     if change:
@@ -257,6 +255,15 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(case, corpus, tmp_path,
     write_params(root, raw)
     if isinstance(files, str):
         prepare_files(files, root, raw)
+    return raw
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_clear_line_and_changes_nothing(case, corpus, tmp_path, monkeypatch):
+    what, change, files, args, code = CASES[case]
+    train, test = corpus
+    root = tmp_path / "project"
+    case_project(case, corpus, root)
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     before = snapshot(root)
@@ -386,16 +393,10 @@ DATA_CASES = [c for c, (_, _, _, args, _) in CASES.items() if args == ["stage", 
 def test_data_errors_reach_synthloop_run_as_one_line_before_prefect_starts(case, corpus, tmp_path):
     """The preflight: the stage's own line, exit 1, before Prefect (or anything else) starts, nothing written.
     (corpus-tiny and vocab-too-large need the tokenizer: prepare reports them, inside the run.)"""
-    _, change, files, _, code = CASES[case]
-    train, test = corpus
-    raw = tiny_params(train, test)
+    code = CASES[case][4]
+    train, _ = corpus
     root = tmp_path / "project"
-    root.mkdir()
-    if callable(files):
-        files(raw, root)
-    if change:
-        change(raw)
-    write_params(root, raw)
+    case_project(case, corpus, root)
     before = snapshot(root)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
     env.pop("PREFECT_HOME", None)  # as a user has it: Prefect would write <project>/.prefect once it starts
