@@ -35,7 +35,8 @@ def worker(steps: int, samples: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from synthloop.config import GenerateParams, ModelParams, TrainParams
+    from bench.common import train_params
+    from synthloop.config import GenerateParams, ModelParams
     from synthloop.models import lm
     from synthloop.models.sampler import sample
     from synthloop.models.trainer import train
@@ -44,17 +45,7 @@ def worker(steps: int, samples: int) -> dict[str, float]:
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", available_cpus())))
     model = lm.build_model(ModelParams(arch="gpt2", n_layer=2, n_embd=128, n_head=4, context=256), 4096, 0, 0)
     stream = torch.randint(1, 4096, (200_000,), generator=torch.Generator().manual_seed(0))
-    cfg = TrainParams(
-        init="scratch",
-        steps=steps,
-        batch_size=32,
-        micro_batch=32,
-        block_size=128,
-        lr=3e-3,
-        warmup_steps=1,
-        weight_decay=0.1,
-        precision="fp32",
-    )
+    cfg = train_params(steps)
     start = time.perf_counter()
     train(model, stream, cfg, 0, torch.device("cpu"))
     train_tps = steps * 32 * 128 / (time.perf_counter() - start)

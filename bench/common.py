@@ -28,3 +28,20 @@ SIZES = {  # name: (n_layer, n_embd, n_head)
     "small": (2, 128, 4),  # the default profile
     "medium": (4, 256, 4),  # STACK-NOTES' reference size
 }
+
+
+def train_params(steps: int):
+    """The benchmarks' training settings: 32 x 128-token sequences per step, the default profile's lr."""
+    from synthloop.config import TrainParams
+
+    return TrainParams(
+        init="scratch",
+        steps=steps,
+        batch_size=32,
+        micro_batch=32,
+        block_size=128,
+        lr=3e-3,
+        warmup_steps=1,
+        weight_decay=0.1,
+        precision="fp32",
+    )

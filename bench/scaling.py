@@ -21,7 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from synthloop.config import GenerateParams, ModelParams, TrainParams  # noqa: E402
+from bench.common import train_params  # noqa: E402
+from synthloop.config import GenerateParams, ModelParams  # noqa: E402
 from synthloop.models import lm  # noqa: E402
 from synthloop.models.sampler import sample  # noqa: E402
 from synthloop.models.trainer import train  # noqa: E402
@@ -62,17 +63,7 @@ def main() -> None:
     for x in (1, 2, 4):
         n = args.samples * x
         s = timed(lambda n=n: sample(model, [[eos]] * n, gcfg, eos, 0, torch.device("cpu")))
-        tcfg = TrainParams(
-            init="scratch",
-            steps=args.steps * x,
-            batch_size=32,
-            micro_batch=32,
-            block_size=128,
-            lr=3e-3,
-            warmup_steps=1,
-            weight_decay=0.1,
-            precision="fp32",
-        )
+        tcfg = train_params(args.steps * x)
         t = timed(
             lambda tcfg=tcfg: train(
                 lm.build_model(mcfg, tok.get_vocab_size(), eos, 0), stream, tcfg, 0, torch.device("cpu")

@@ -112,6 +112,19 @@ def weights_md5(folder: Path) -> str:
     return ",".join(md5_file(w) for w in sorted(folder.glob("*.safetensors")))
 
 
+def require_model_folder(folder: Path, key: str) -> None:
+    """A transformers model folder with safetensors weights (never pickled ones), or one line naming `key`."""
+    if not (folder / "config.json").is_file():
+        raise DataError(
+            f"{key} = {folder}: no model here (config.json missing); point it at a folder with a transformers causal LM"
+        )
+    if not any(folder.glob("*.safetensors")):
+        raise DataError(
+            f"{key} = {folder}: no .safetensors weights; "
+            "only safetensors are loaded (pickled .bin weights can run code)"
+        )
+
+
 def _decode(path: Path) -> str:
     data = path.read_bytes()
     if b"\x00" in data[:8192]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import Params
 from .data import documents, split_sizes
-from .io import DataError
+from .io import DataError, require_model_folder
 
 log = logging.getLogger("synthloop")
 
@@ -69,12 +69,7 @@ def judge(params: Params, root: Path) -> None:
     if g.judge_backend == "local":
         if g.judge_model_dir == "gen0":
             return  # this loop trains it
-        folder = (root / g.judge_model_dir).resolve()
-        if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
-            raise DataError(
-                f"grade.judge_model_dir = {folder}: no model here (config.json and .safetensors weights); "
-                "point it at a folder with a transformers causal LM"
-            )
+        require_model_folder((root / g.judge_model_dir).resolve(), "grade.judge_model_dir")
         return
     from .backends.http import api_key, reachable
 

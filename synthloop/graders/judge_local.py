@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import DataError
+from ..io import DataError, require_model_folder
 from ..models import lm
 from .judge_prompt import REPLY_CHARS, Verdict, build_prompt, verdict
 
@@ -23,16 +23,7 @@ def _load_local(model_dir: Path, device: str):
     """Model + tokenizer from a local folder: safetensors weights, no remote code, no network."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-    if not (model_dir / "config.json").is_file():
-        raise DataError(
-            f"grade.judge_model_dir = {model_dir}: no model here (config.json missing); "
-            "point it at a folder with a transformers causal LM"
-        )
-    if not any(model_dir.glob("*.safetensors")):
-        raise DataError(
-            f"grade.judge_model_dir = {model_dir}: no .safetensors weights; only safetensors "
-            "are loaded (pickled .bin weights can run code)"
-        )
+    require_model_folder(model_dir, "grade.judge_model_dir")
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, use_safetensors=True, local_files_only=True, trust_remote_code=False
     )

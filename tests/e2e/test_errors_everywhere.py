@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from synthloop.config import parse_params
-from tests.conftest import REPO, copy_project, small_corpus, tiny_params, write_params
-from tests.integration.test_bad_input import CASES, DATA_CASES, documented
+from tests.conftest import REPO, copy_project, small_corpus
+from tests.integration.test_bad_input import DATA_CASES, case_project, documented
 from tests.ui_proc import form_parameters, wait_final
 
 pytestmark = pytest.mark.slow
@@ -22,17 +22,6 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return small_corpus(tmp_path_factory.mktemp("corpus"), n_train=80, n_test=10)
-
-
-def case_params(case: str, corpus, root: Path) -> dict:
-    """The tiny params of a bad-input case, its files written under `root`."""
-    _, change, files, _, _ = CASES[case]
-    raw = tiny_params(*corpus)
-    if callable(files):
-        files(raw, root)
-    if change:
-        change(raw)
-    return raw
 
 
 def expected(case: str, root: Path, corpus) -> str:
@@ -52,7 +41,7 @@ def project(tmp_path_factory):
 
 @pytest.mark.parametrize("case", DATA_CASES)
 def test_dvc_repro_shows_the_stages_one_line(case, corpus, project):
-    write_params(project, case_params(case, corpus, project))
+    case_project(case, corpus, project)
     out = sh(["dvc", "repro"], project)
     log = out.stdout + out.stderr
     line = expected(case, project, corpus)
@@ -64,7 +53,7 @@ def test_dvc_repro_shows_the_stages_one_line(case, corpus, project):
 
 @pytest.mark.parametrize("case", DATA_CASES)
 def test_synthloop_sweep_says_it_in_one_line_before_any_loop(case, corpus, project):
-    write_params(project, case_params(case, corpus, project), "sweep-base.yaml")
+    case_project(case, corpus, project, "sweep-base.yaml")
     out = sh(["synthloop", "sweep", "--grid", "mix.strategy=replace", "--params", "sweep-base.yaml"], project)
     assert out.returncode == 1 and out.stderr.strip() == expected(case, project, corpus), out.stderr[-2000:]
     assert not (project / "sweeps" / "grid" / "runs").exists()
@@ -75,7 +64,7 @@ def test_ui_runs_fail_with_the_line_as_their_state_message(ui, corpus):
 
     runs = {}
     for case in DATA_CASES:  # submitted together: each fails in its preflight, before a workspace exists
-        params = parse_params(case_params(case, corpus, ui.project))
+        params = parse_params(case_project(case, corpus, ui.project, params_name=None))
         runs[case] = run_deployment("loop/default", parameters=form_parameters(params), timeout=0).id
     for case, run_id in runs.items():
         run = wait_final(run_id, timeout=300)

@@ -243,8 +243,9 @@ def prepare_files(kind: str, root: Path, raw: dict) -> None:
         )
 
 
-def case_project(case: str, corpus, root: Path) -> dict:
-    """The tiny params of a bad-input case, written to `root`/params.yaml with the case's files."""
+def case_project(case: str, corpus, root: Path, params_name: str | None = "params.yaml") -> dict:
+    """The tiny params of a bad-input case with its files under `root`, written to `root`/params_name
+    (None: not written)."""
     _, change, files, _, _ = CASES[case]
     raw = tiny_params(*corpus)
     root.mkdir(parents=True, exist_ok=True)
@@ -252,7 +253,8 @@ def case_project(case: str, corpus, root: Path) -> dict:
         files(raw, root)
     if change:
         change(raw)
-    write_params(root, raw)
+    if params_name:
+        write_params(root, raw, params_name)
     if isinstance(files, str):
         prepare_files(files, root, raw)
     return raw
