@@ -1,10 +1,10 @@
-"""Typed deployment parameters: the Prefect UI form is generated from flows/config.py.
+"""Typed deployment parameters: the Prefect UI form is generated from synthloop/config.py.
 
 Prefect renders a flow parameter typed as a flat pydantic model as one group of
 fields, with each field's description, its bounds (ge/le -> minimum/maximum) and
 a dropdown for a Literal. So the `loop/default` deployment takes one parameter
 per params.yaml section, each a *form model*: a flat copy of the section's model
-in flows/config.py (same fields, types, bounds, descriptions). Two things differ,
+in synthloop/config.py (same fields, types, bounds, descriptions). Two things differ,
 because Prefect 3 renders them badly or not at all:
 
 - `str | None` fields (data.test_corpus, tracking.uri) become plain strings, and

@@ -4,7 +4,7 @@ Each grader sees only the samples every earlier grader kept, writes its scores i
 the rows, and drops some; a row's `dropped_by` is the reason of the first grader that
 dropped it. grade.json counts, per grader, the samples it was shown and dropped
 (`<grader>_in`, `<grader>_dropped`) and the drops by reason (`dropped_<reason>`),
-plus the audit (`audit_*`, flows/graders/audit.py). The per-grader speed
+plus the audit (`audit_*`, synthloop/graders/audit.py). The per-grader speed
 (`<grader>_per_s`, samples per second) is returned for MLflow but kept out of
 grade.json, which must not depend on the machine's speed.
 """
