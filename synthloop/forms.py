@@ -113,7 +113,7 @@ Strategy = MixParams.model_fields["strategy"].annotation  # the same dropdown as
 def sweep_raw(
     strategies: list[str], seeds: list[int], generations: int, profile: str, name: str, out: str
 ) -> dict[str, Any]:
-    """The sweep spec (flows/sweep.py) of a strategy x seed grid on one profile."""
+    """The sweep spec (synthloop/experiments/sweep.py) of a strategy x seed grid on one profile."""
     if not strategies:
         raise ConfigError("sweep form: pick at least one strategy")
     if not seeds:
