@@ -43,7 +43,9 @@ def worker(steps: int, samples: int) -> dict[str, float]:
     from synthloop.resources import available_cpus
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", available_cpus())))
-    model = lm.build_model(ModelParams(arch="gpt2", n_layer=2, n_embd=128, n_head=4, context=256), 4096, 0, 0)
+    model = lm.build_model(
+        ModelParams(source="scratch", arch="gpt2", n_layer=2, n_embd=128, n_head=4, context=256), 4096, 0, 0
+    )
     stream = torch.randint(1, 4096, (200_000,), generator=torch.Generator().manual_seed(0))
     cfg = train_params(steps)
     start = time.perf_counter()
@@ -57,6 +59,8 @@ def worker(steps: int, samples: int) -> dict[str, float]:
         top_p=1.0,
         prompt="bos",
         prompt_tokens=1,
+        template=None,
+        topics=None,
         batch_size=128,
     )
     model.config.eos_token_id = -1  # never stop early: every sample is max_new_tokens long

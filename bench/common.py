@@ -36,6 +36,12 @@ def train_params(steps: int):
 
     return TrainParams(
         init="scratch",
+        method="full",
+        steps0=None,
+        lora_rank=8,
+        lora_alpha=16.0,
+        lora_dropout=0.0,
+        lora_targets=["q_proj"],
         steps=steps,
         batch_size=32,
         micro_batch=32,

@@ -75,7 +75,7 @@ def main() -> None:
     n_layer, n_embd, n_head = SIZES[args.size]
     eos = 1  # random weights rarely emit it: rows run (nearly) the full length in both samplers
     model = build_model(
-        ModelParams(arch="gpt2", n_layer=n_layer, n_embd=n_embd, n_head=n_head, context=256),
+        ModelParams(source="scratch", arch="gpt2", n_layer=n_layer, n_embd=n_embd, n_head=n_head, context=256),
         vocab_size=4096,
         eos=eos,
         seed=0,
@@ -88,6 +88,8 @@ def main() -> None:
         top_p=1.0,
         prompt="bos",
         prompt_tokens=1,
+        template=None,
+        topics=None,
         batch_size=256,
     )
     ours = forward_factory(model, cfg)

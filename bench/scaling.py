@@ -45,8 +45,8 @@ def main() -> None:
     docs = CORPUS.read_text(encoding="utf-8").split("\n\n")
     tok = lm.train_tokenizer(docs[:600], 4096)
     eos = lm.eos_id(tok)
-    mcfg = ModelParams(arch="gpt2", n_layer=2, n_embd=128, n_head=4, context=256)
-    model = lm.build_model(mcfg, tok.get_vocab_size(), eos, seed=0).eval()
+    mcfg = ModelParams(source="scratch", arch="gpt2", n_layer=2, n_embd=128, n_head=4, context=256)
+    model = lm.build_model(mcfg, tok.vocab_size, eos, seed=0).eval()
     stream = lm.pack(tok, docs[:600])
     gcfg = GenerateParams(
         num_samples=1,
@@ -56,6 +56,8 @@ def main() -> None:
         top_p=1.0,
         prompt="bos",
         prompt_tokens=1,
+        template=None,
+        topics=None,
         batch_size=128,
     )
     print(f"{'x':>3} {'sample s':>9} {'train s':>8} {'pack s':>7} {'pool docs':>10}")
@@ -65,9 +67,7 @@ def main() -> None:
         s = timed(lambda n=n: sample(model, [[eos]] * n, gcfg, eos, 0, torch.device("cpu")))
         tcfg = train_params(args.steps * x)
         t = timed(
-            lambda tcfg=tcfg: train(
-                lm.build_model(mcfg, tok.get_vocab_size(), eos, 0), stream, tcfg, 0, torch.device("cpu")
-            )
+            lambda tcfg=tcfg: train(lm.build_model(mcfg, tok.vocab_size, eos, 0), stream, tcfg, 0, torch.device("cpu"))
         )
         pool = docs[: 600 * x]
         p = timed(lambda pool=pool: lm.pack(tok, pool))

@@ -57,8 +57,8 @@ def main() -> None:
     tok = lm.train_tokenizer(docs, 4096)
     stream = lm.pack(tok, docs)
     n_layer, n_embd, n_head = SIZES[args.size]
-    mcfg = ModelParams(arch="gpt2", n_layer=n_layer, n_embd=n_embd, n_head=n_head, context=256)
-    fresh = lambda: lm.build_model(mcfg, tok.get_vocab_size(), lm.eos_id(tok), seed=0)  # noqa: E731
+    mcfg = ModelParams(source="scratch", arch="gpt2", n_layer=n_layer, n_embd=n_embd, n_head=n_head, context=256)
+    fresh = lambda: lm.build_model(mcfg, tok.vocab_size, lm.eos_id(tok), seed=0)  # noqa: E731
     n = lm.n_params(fresh())
     tokens = args.steps * 32 * 128
     peaks = {"fp32": matmul_flops(torch.float32), "bf16": matmul_flops(torch.bfloat16)}
@@ -79,6 +79,12 @@ def main() -> None:
                 stream,
                 TrainParams(
                     init="scratch",
+                    method="full",
+                    steps0=None,
+                    lora_rank=8,
+                    lora_alpha=16.0,
+                    lora_dropout=0.0,
+                    lora_targets=["q_proj"],
                     steps=args.steps,
                     batch_size=32,
                     micro_batch=32,
@@ -94,6 +100,12 @@ def main() -> None:
             precision = name.split()[1]
             cfg = TrainParams(
                 init="scratch",
+                method="full",
+                steps0=None,
+                lora_rank=8,
+                lora_alpha=16.0,
+                lora_dropout=0.0,
+                lora_targets=["q_proj"],
                 steps=args.steps,
                 batch_size=32,
                 micro_batch=32,

@@ -59,7 +59,8 @@ class TokenizerParams(_Section):
 
 
 class ModelParams(_Section):
-    arch: Literal["gpt2", "llama"] = Field(description="transformers causal-LM family.")
+    source: str = Field(min_length=1, description="scratch: a new model of the shape below, with a tokenizer trained on the corpus; or a pretrained model that brings its own tokenizer and shape: a .gguf file, a Hugging Face model folder (safetensors weights; remote code never runs) or a hub id (needs the network; offline only from the local cache). `make models` puts SmolLM2-135M-Instruct at models/SmolLM2-135M-Instruct.Q4_1.gguf.")
+    arch: Literal["gpt2", "llama"] = Field(description="transformers causal-LM family (scratch models; a pretrained source has its own).")
     n_layer: int = Field(ge=1, le=48, description="Transformer blocks.")
     n_embd: int = Field(ge=16, le=4096, description="Hidden size (must be divisible by n_head).")
     n_head: int = Field(ge=1, le=64, description="Attention heads.")
@@ -113,8 +114,10 @@ class GenerateParams(_Section):
     temperature: float = Field(gt=0, le=10, description="Sampling temperature.")
     top_k: int = Field(ge=0, description="Keep the k most likely tokens (0 = off).")
     top_p: float = Field(gt=0, le=1, description="Nucleus sampling mass (1 = off).")
-    prompt: Literal["bos", "prefix"] = Field(description="bos: start from end-of-text; prefix: the first prompt_tokens tokens of a real training document.")
+    prompt: Literal["bos", "prefix", "template"] = Field(description="bos: start from end-of-text; prefix: the first prompt_tokens tokens of a real training document; template: the model's chat template applied to an instruction built from generate.template and a topic drawn from generate.topics. The prompt is kept in each sample's provenance.")
     prompt_tokens: int = Field(ge=1, description="Prefix length when prompt = prefix.")
+    template: str | None = Field(description="prompt = template: a text file (relative to the project) holding the instruction, with {topic} where the topic goes, e.g. 'Write a short fairy tale about {topic}.'")
+    topics: str | None = Field(description="prompt = template: a text file of topics, one per line; each sample draws one (seeded).")
     batch_size: int = Field(ge=1, le=4096, description="Samples generated at once.")
 
 
@@ -204,8 +207,14 @@ class MixParams(_Section):
 
 
 class TrainParams(_Section):
-    init: Literal["scratch", "continue"] = Field(description="Train each generation from scratch or continue from the previous model.")
+    init: Literal["scratch", "continue", "base"] = Field(description="Where each generation's training starts: scratch (new random weights; scratch models), continue (the previous generation's model) or base (the original pretrained model, every generation: Shumailov et al.'s protocol).")
+    method: Literal["full", "lora"] = Field(description="full: every weight trains; lora: low-rank adapters (peft) on train.lora_targets, merged into the saved model (the adapter kept beside it in model/adapter). lora needs a pretrained model.source.")
     steps: int = Field(ge=1, description="Optimizer steps per generation (fixed steps, so every strategy sees the same tokens).")
+    steps0: int | None = Field(ge=0, description="Optimizer steps at generation 0 (null = train.steps); 0 = a pretrained model.source as it is, untrained.")
+    lora_rank: int = Field(ge=1, le=1024, description="lora: rank r of each adapter.")
+    lora_alpha: float = Field(gt=0, description="lora: scaling alpha (the update is scaled by alpha / r).")
+    lora_dropout: float = Field(ge=0, lt=1, description="lora: dropout on the adapter's input.")
+    lora_targets: list[str] = Field(min_length=1, description="lora: names of the modules that get adapters (Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; GPT-2: c_attn, c_proj, c_fc).")
     batch_size: int = Field(ge=1, description="Sequences per optimizer step.")
     micro_batch: int = Field(ge=1, description="Sequences per forward/backward pass; gradients accumulate over batch_size / micro_batch passes (memory knob, same result).")
     block_size: int = Field(ge=8, description="Tokens per training sequence (packed, no padding); at most model.context.")
@@ -223,7 +232,13 @@ class TrainParams(_Section):
             raise ValueError(f"train.micro_batch ({self.micro_batch}) must divide train.batch_size ({self.batch_size})")
         if self.warmup_steps >= self.steps:
             raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be below train.steps ({self.steps})")
+        if self.steps0 and self.warmup_steps >= self.steps0:
+            raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be below train.steps0 ({self.steps0})")
         return self
+
+    def at(self, gen: int) -> TrainParams:
+        """The settings generation `gen` trains with (generation 0 may have its own step count)."""
+        return self.model_copy(update={"steps": self.steps0}) if gen == 0 and self.steps0 is not None else self
 
 
 class EvaluateParams(_Section):
@@ -251,8 +266,35 @@ class Params(_Section):
     evaluate: EvaluateParams
     tracking: TrackingParams
 
+    @property
+    def pretrained(self) -> bool:
+        """True when the loop starts from a pretrained model (model.source is not scratch)."""
+        return self.model.source != "scratch"
+
+    @model_validator(mode="after")
+    def _source_and_training_agree(self) -> Params:
+        t, g = self.train, self.generate
+        if self.pretrained:
+            if t.init == "scratch":
+                raise ValueError(f"train.init = scratch would discard the pretrained model.source ({self.model.source}); "
+                                 "use continue or base")
+        else:
+            if t.init == "base":
+                raise ValueError("train.init = base fine-tunes a pretrained model; set model.source to one, or use scratch or continue")
+            if t.method == "lora":
+                raise ValueError("train.method = lora adapts a pretrained model; set model.source to one, or use full")
+            if t.steps0 == 0:
+                raise ValueError("train.steps0 = 0 keeps a pretrained model as it is; a scratch model must train (null or >= 1)")
+            if g.prompt == "template":
+                raise ValueError("generate.prompt = template needs a chat template, which only a pretrained model.source has")
+        if g.prompt == "template" and not (g.template and g.topics):
+            raise ValueError("generate.prompt = template needs generate.template and generate.topics (text files)")
+        return self
+
     @model_validator(mode="after")
     def _fits_context(self) -> Params:
+        if self.pretrained:
+            return self  # the model's own context: checked against the model by the preflight
         if self.train.block_size > self.model.context:
             raise ValueError(f"train.block_size ({self.train.block_size}) exceeds model.context ({self.model.context})")
         prompt = 1 + (self.generate.prompt_tokens if self.generate.prompt == "prefix" else 0)  # EOS + prefix

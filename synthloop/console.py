@@ -108,6 +108,7 @@ def print_summary(path: Path) -> None:
         "generation": "gen",
         "test_ppl": "test_ppl",
         "test_ce": "test_ce",
+        "test_bpb": "bpb",
         "distinct_1": "dist_1",
         "distinct_2": "dist_2",
         "unigram_kl": "uni_kl",

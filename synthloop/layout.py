@@ -53,6 +53,16 @@ class Layout:
         return self.data / "tokenizer.json"
 
     @property
+    def base(self) -> Path:
+        """A pretrained model.source as a safetensors folder: where generation 0 (and train.init: base) start."""
+        return self.data / "base"
+
+    @property
+    def base_source(self) -> Path:
+        """Where data/base came from: model.source, its kind, the file's md5, the tokenizer's md5."""
+        return self.data / "source.json"
+
+    @property
     def prepare_stats(self) -> Path:
         return self.data / "stats.json"
 

@@ -1,8 +1,10 @@
 """Preflight: everything that can be checked without compute, before Prefect starts or any stage runs.
 
 `synthloop run`, `synthloop sweep` and a UI loop run call `check` first: the corpora (exist,
-readable, UTF-8, not empty, enough documents for the split), the judge's model folder or
-endpoint, that the output folders can be written, and free disk for the planned outputs.
+readable, UTF-8, not empty, enough documents for the split), a pretrained model.source (its
+config read, never its weights: the file or folder is there and readable, the context fits the
+lengths asked for, the LoRA targets exist), the template prompt's files, the judge's model
+folder or endpoint, that the output folders can be written, and free disk for the planned outputs.
 A failure is one ConfigError/DataError line naming the key or file and what to do; nothing
 is written.
 """
@@ -26,8 +28,10 @@ MB = 1 << 20
 def check(params: Params, root: Path) -> None:
     corpora(params, root)
     outputs_writable(params, root)
+    prompt_files(params, root)
+    n_params = pretrained(params, root)
     judge(params, root)
-    disk(params, root)
+    disk(params, root, n_params)
 
 
 def check_all(runs: list[Params], root: Path) -> None:
@@ -46,6 +50,38 @@ def corpora(params: Params, root: Path) -> None:
         split_sizes(len(train), d.test_fraction)
     except DataError as exc:
         raise DataError(f"{(root / d.corpus).resolve()}: {exc}") from None
+
+
+def prompt_files(params: Params, root: Path) -> None:
+    if params.generate.prompt == "template":
+        from .prompts import read
+
+        read(root, params.generate)
+
+
+def pretrained(params: Params, root: Path) -> int | None:
+    """Check model.source without loading its weights; its parameter count (None for scratch)."""
+    if not params.pretrained:
+        return None
+    from .models import source
+
+    src = source.resolve(params.model.source, root)
+    cfg = source.config(src)
+    model = source.skeleton(cfg)
+    if params.train.method == "lora":
+        from .models.lora import check_targets, module_names
+
+        check_targets(params.train.lora_targets, module_names(model))
+    context, g = source.context_of(cfg), params.generate
+    if params.train.block_size > context:
+        raise DataError(f"train.block_size ({params.train.block_size}) exceeds {src.describe()}'s context ({context})")
+    prompt = 1 + (g.prompt_tokens if g.prompt == "prefix" else 0)
+    if g.prompt != "template" and prompt + g.max_new_tokens > context:
+        raise DataError(
+            f"generate.max_new_tokens ({g.max_new_tokens}) plus the prompt ({prompt}) exceeds "
+            f"{src.describe()}'s context ({context}); lower it"
+        )
+    return sum(p.numel() for p in model.parameters())
 
 
 def _existing(path: Path) -> Path:
@@ -81,19 +117,21 @@ def judge(params: Params, root: Path) -> None:
         )
 
 
-def planned_bytes(params: Params, root: Path) -> int:
+def planned_bytes(params: Params, root: Path, n_params: int | None = None) -> int:
     """A generous estimate of what a loop writes: models (twice: the folder and DVC's cache), the
-    text of samples, graded rows and training sets, the prepared data, per generation."""
-    m, g = params.model, params.loop.generations + 1
-    n_params = params.tokenizer.vocab_size * m.n_embd + m.context * m.n_embd + 12 * m.n_layer * m.n_embd**2
+    text of samples, graded rows and training sets, the prepared data, per generation (a pretrained
+    source: `n_params`, and one more model, data/base)."""
+    m, g = params.model, params.loop.generations + 1 + (n_params is not None)
+    if n_params is None:
+        n_params = params.tokenizer.vocab_size * m.n_embd + m.context * m.n_embd + 12 * m.n_layer * m.n_embd**2
     text = 8 * params.generate.max_new_tokens * (params.generate.num_samples * 3 + params.mix.train_size)
     corpus = root / params.data.corpus
     data = 3 * corpus.stat().st_size if corpus.is_file() else 0
     return data + g * (2 * 4 * n_params + text)
 
 
-def disk(params: Params, root: Path) -> None:
-    need = planned_bytes(params, root)
+def disk(params: Params, root: Path, n_params: int | None = None) -> None:
+    need = planned_bytes(params, root, n_params)
     free = shutil.disk_usage(_existing(root / params.paths.gens)).free
     if free < need:
         raise DataError(

@@ -27,9 +27,9 @@ def build_tiny_model(dest: Path) -> Path:
     saved the way the train stage saves models."""
     tok = lm.train_tokenizer(fairy_docs(200), 512)
     dest.mkdir(parents=True, exist_ok=True)
-    tok.save(str(dest / "tokenizer.json"))
-    cfg = ModelParams(arch="gpt2", n_layer=2, n_embd=32, n_head=2, context=128)
-    model = lm.build_model(cfg, tok.get_vocab_size(), lm.eos_id(tok), seed=0)
+    tok.save(dest / "tokenizer.json")
+    cfg = ModelParams(source="scratch", arch="gpt2", n_layer=2, n_embd=32, n_head=2, context=128)
+    model = lm.build_model(cfg, tok.vocab_size, lm.eos_id(tok), seed=0)
     lm.save_model(model, dest / "tokenizer.json", dest / "model")
     return dest / "model"
 

@@ -19,6 +19,7 @@ from ..io import DataError
 # (column, what it is, which way is good)
 METRICS = [
     ("test_ce", "real test cross-entropy (nats)", "lower"),
+    ("test_bpb", "real test bits per byte (any tokenizer)", "lower"),
     ("test_entropy", "next-token entropy on real test", "closer to gen 0"),
     ("distinct_2", "distinct bigrams of samples", "higher"),
     ("self_bleu", "self-BLEU-4 of samples", "lower"),

@@ -103,7 +103,7 @@ class GradeEnv:
         real documents at the length of a sample."""
         n = self.p.generate.max_new_tokens
         out = []
-        for text, enc in zip(texts, self.tok.encode_batch(texts)):
+        for text, enc in zip(texts, self.tok.backend.encode_batch(texts, add_special_tokens=False)):
             out.append(text if len(enc.ids) <= n else text[: enc.offsets[n - 1][1]])
         return out
 

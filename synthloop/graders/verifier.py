@@ -196,7 +196,7 @@ class VerifierGrader(Grader):
             env.model(0),
             [[eos]] * n,
             cfg,
-            eos,
+            env.tok.stops,
             derive_seed(p.loop.seed, "verifier-samples"),
             env.device,
             desc="verifier: gen-0 samples",

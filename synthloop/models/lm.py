@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -10,7 +13,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from ..config import ComputeParams, ModelParams
-from ..io import DataError, atomic_path
+from ..io import DataError, atomic_path, write_json
 from ..resources import available_cpus
 
 EOS = "<|endoftext|>"
@@ -47,8 +50,46 @@ def batches_by_length(lengths: list[int], batch_size: int, equal: bool = False) 
 
 # --- tokenizer ---------------------------------------------------------------
 
+ROLES = "tokenizer_roles.json"  # beside tokenizer.json when the tokenizer came with a pretrained model
 
-def train_tokenizer(docs: list[str], vocab_size: int) -> Tokenizer:
+
+@dataclass(frozen=True)
+class Tok:
+    """A tokenizer and the ids the loop needs: `sep` leads every document (the prompt of bos
+    sampling, the separator when packing), `stops` end a sample, `chat_template` (a pretrained
+    instruct model's) builds template prompts. A scratch tokenizer has one special token,
+    end-of-text, for all three roles; a pretrained one brings its own (SmolLM2: sep
+    <|endoftext|>, stops <|endoftext|> and <|im_end|>)."""
+
+    backend: Tokenizer
+    sep: int
+    stops: tuple[int, ...]
+    chat_template: str | None = None
+
+    @classmethod
+    def scratch(cls, backend: Tokenizer) -> Tok:
+        eos = backend.token_to_id(EOS)
+        return cls(backend, eos, (eos,))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size()
+
+    def roles(self) -> dict | None:
+        """What tokenizer_roles.json holds (None for a scratch tokenizer: tokenizer.json says it all)."""
+        if self == Tok.scratch(self.backend):
+            return None
+        return {"sep": self.sep, "stops": list(self.stops), "chat_template": self.chat_template}
+
+    def save(self, path: Path) -> None:
+        """tokenizer.json at `path` (+ tokenizer_roles.json beside it), each written atomically."""
+        with atomic_path(path) as tmp:
+            self.backend.save(str(tmp))
+        if self.roles() is not None:
+            write_json(path.with_name(ROLES), self.roles())
+
+
+def train_tokenizer(docs: list[str], vocab_size: int) -> Tok:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -59,40 +100,65 @@ def train_tokenizer(docs: list[str], vocab_size: int) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(docs, trainer)
-    return tok
+    return Tok.scratch(tok)
 
 
-def load_tokenizer(path: Path) -> Tokenizer:
+def load_tokenizer(path: Path) -> Tok:
+    """tokenizer.json and, when a pretrained model brought it, the tokenizer_roles.json beside it."""
     if not path.is_file():
         raise DataError(f"{path}: tokenizer missing; run the prepare stage first (synthloop stage prepare)")
     try:
-        return Tokenizer.from_file(str(path))
+        backend = Tokenizer.from_file(str(path))
+        roles_file = path.with_name(ROLES)
+        if not roles_file.is_file():
+            return Tok.scratch(backend)
+        roles = json.loads(roles_file.read_text(encoding="utf-8"))
+        return Tok(backend, int(roles["sep"]), tuple(int(t) for t in roles["stops"]), roles.get("chat_template"))
     except Exception as exc:  # the tokenizers binding raises plain Exception on a bad file
         raise DataError(
             f"{path}: tokenizer file is unreadable ({str(exc)[:120]}); delete it and rerun prepare"
         ) from None
 
 
-def eos_id(tok: Tokenizer) -> int:
-    return tok.token_to_id(EOS)
+def eos_id(tok: Tok) -> int:
+    """The token that leads every document (end-of-text for a scratch tokenizer)."""
+    return tok.sep
 
 
-def encode(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
-    return [e.ids for e in tok.encode_batch(texts)]
+def encode(tok: Tok, texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in tok.backend.encode_batch(texts, add_special_tokens=False)]
 
 
-def decode(tok: Tokenizer, ids: list[list[int]]) -> list[str]:
-    return tok.decode_batch(ids, skip_special_tokens=True)
+def decode(tok: Tok, ids: list[list[int]]) -> list[str]:
+    return tok.backend.decode_batch(ids, skip_special_tokens=True)
 
 
-def pack(tok: Tokenizer, texts: list[str]) -> torch.Tensor:
-    """One token stream: EOS doc EOS doc ... (no padding anywhere)."""
-    eos = eos_id(tok)
+def chat_prompts(tok: Tok, instructions: list[str]) -> list[list[int]]:
+    """Token ids of each instruction as a user turn in the model's chat template, ready for the reply."""
+    from transformers import PreTrainedTokenizerFast
+
+    if not tok.chat_template:
+        raise DataError("generate.prompt = template: model.source has no chat template; use prompt: bos or prefix")
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok.backend)
+    texts = [
+        hf.apply_chat_template(
+            [{"role": "user", "content": text}],
+            chat_template=tok.chat_template,
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for text in instructions
+    ]
+    return encode(tok, texts)
+
+
+def pack(tok: Tok, texts: list[str]) -> torch.Tensor:
+    """One token stream: SEP doc SEP doc ... SEP (no padding anywhere)."""
     stream: list[int] = []
     for ids in encode(tok, texts):
-        stream.append(eos)
+        stream.append(tok.sep)
         stream.extend(ids)
-    stream.append(eos)
+    stream.append(tok.sep)
     return torch.tensor(stream, dtype=torch.long)
 
 
@@ -133,11 +199,16 @@ def build_model(cfg: ModelParams, vocab_size: int, eos: int, seed: int) -> torch
     return LlamaForCausalLM(config)
 
 
-def save_model(model: torch.nn.Module, tokenizer_path: Path, out: Path) -> None:
-    """save_pretrained (safetensors) + the tokenizer, atomically as one folder."""
+def save_model(model: torch.nn.Module, tokenizer_path: Path, out: Path, extra=None) -> None:
+    """save_pretrained (safetensors) + the tokenizer files (copied byte for byte), atomically as one
+    folder; `extra(folder)` writes more into it before it appears (a LoRA adapter)."""
     with atomic_path(out, directory=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+        if tokenizer_path.with_name(ROLES).is_file():
+            shutil.copyfile(tokenizer_path.with_name(ROLES), tmp / ROLES)
+        if extra is not None:
+            extra(tmp)
 
 
 def load_model(path: Path, device: torch.device) -> torch.nn.Module:
@@ -191,6 +262,17 @@ def sequence_nll(
         for row, i in enumerate(idx):
             out[i] = (float(nll[row].sum()), int(mask[row, 1:].sum()))
     return out
+
+
+def bits_per_unit(ce: float, n_tokens: int, n_units: int) -> float:
+    """Mean cross-entropy (nats per token) over n_tokens as bits per byte or character of the
+    text they spell: total bits / units, the scale on which models with different tokenizers compare."""
+    return ce * n_tokens / math.log(2) / max(n_units, 1)
+
+
+def scored_text(tok: Tok, stream: torch.Tensor, n_tokens: int) -> str:
+    """The text `stream_ce` scored: the targets stream[1 : n_tokens + 1] (separators spell nothing)."""
+    return decode(tok, [stream[1 : n_tokens + 1].tolist()])[0]
 
 
 @torch.no_grad()

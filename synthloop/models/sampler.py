@@ -1,15 +1,16 @@
 """Batched sampling: prompts bucketed by length, a KV cache, finished rows dropped as they end.
 
-`sample` is what the stages call. GPT-2 checkpoints decode through `fast.GPT2Decoder`
-(a preallocated cache, a few ops per layer); other architectures through HF
-`generate`. Every sample is cut at its first end-of-text: batched decoding keeps
-stepping finished rows until they are dropped, and that padding must never reach
-the synthetic data (STACK-NOTES trap).
+`sample` is what the stages call. GPT-2 and Llama-family checkpoints decode through
+`fast.GPT2Decoder` / `fast.LlamaDecoder` (a preallocated cache, a few ops per layer);
+other architectures through HF `generate`. Every sample is cut at its first stop token
+(end-of-text, or any of the model's own end tokens): batched decoding keeps stepping
+finished rows until they are dropped, and that padding must never reach the synthetic
+data (STACK-NOTES trap).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -25,13 +26,25 @@ from .lm import batches_by_length
 class Forward(Protocol):
     """Incremental decoding state for one batch of equal-length prompts."""
 
+    def prefill(self, prompts: torch.Tensor) -> None: ...  # (batch, P): the state of positions 0..P-1
     def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor: ...  # (batch,) -> (batch, vocab) fp32
     def keep(self, rows: torch.Tensor) -> None: ...  # drop the other rows from the state
 
 
-class CachedGPT2:
+class Cached:
+    """A fast decoder (`fast.GPT2Decoder`, `fast.LlamaDecoder`) with its KV cache for one batch;
+    the cache is (layers, 2, batch, ...), so dropping rows is one index."""
+
     def __init__(self, decoder, batch: int, length: int):
         self.decoder, self.cache = decoder, decoder.new_cache(batch, length)
+
+    def prefill(self, prompts: torch.Tensor) -> None:
+        """Write the K/V of prompts (batch, P) at positions 0..P-1."""
+        if hasattr(self.decoder, "prefill"):  # all positions in one pass
+            self.decoder.prefill(prompts, self.cache)
+        else:
+            for pos in range(prompts.size(1)):
+                self.decoder.step(prompts[:, pos], pos, self.cache)
 
     def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
         return self.decoder.step(tokens, pos, self.cache)
@@ -65,36 +78,44 @@ def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(cdf, u).clamp_(max=probs.size(-1) - 1).squeeze(1)
 
 
+def stops_of(stop: int | Sequence[int]) -> tuple[int, ...]:
+    """The stop tokens: one id (end-of-text) or several (a pretrained model's end tokens)."""
+    return (stop,) if isinstance(stop, int) else tuple(dict.fromkeys(stop))
+
+
 @torch.no_grad()
 def decode(
-    forward: Forward, prompts: torch.Tensor, cfg: GenerateParams, eos: int, gen: torch.Generator
+    forward: Forward, prompts: torch.Tensor, cfg: GenerateParams, stop: int | Sequence[int], gen: torch.Generator
 ) -> list[list[int]]:
-    """New tokens for each row of `prompts` (batch, P), cut at the first end-of-text."""
+    """New tokens for each row of `prompts` (batch, P), cut at the first stop token."""
+    stops = stops_of(stop)
+    stop_ids = torch.tensor(stops, device=prompts.device)
     batch, plen = prompts.shape
-    for pos in range(plen - 1):  # prefill, one position at a time (prompts are short)
-        forward.step(prompts[:, pos], pos)
-    out = torch.full((batch, cfg.max_new_tokens), eos, dtype=torch.long, device=prompts.device)
+    if plen > 1:
+        forward.prefill(prompts[:, :-1])
+    out = torch.full((batch, cfg.max_new_tokens), stops[0], dtype=torch.long, device=prompts.device)
     alive = torch.arange(batch, device=prompts.device)
     tokens = prompts[:, -1]
     ended_since_compact = 0
     for t in range(cfg.max_new_tokens):
         nxt = pick(forward.step(tokens, plen - 1 + t), cfg, gen)
         out[alive, t] = nxt
-        ended = nxt == eos
+        ended = torch.isin(nxt, stop_ids) if len(stops) > 1 else nxt == stops[0]
         ended_since_compact += int(ended.sum())
         if ended_since_compact and ended_since_compact * 8 >= len(alive):  # drop finished rows
-            running = ~(out[alive, : t + 1] == eos).any(1)
+            done = out[alive, : t + 1]
+            running = ~(torch.isin(done, stop_ids) if len(stops) > 1 else done == stops[0]).any(1)
             if not running.any():
                 break
             rows = running.nonzero().squeeze(1)
             forward.keep(rows)
             alive, nxt, ended_since_compact = alive[rows], nxt[rows], 0
         tokens = nxt
-    return [_cut(row, eos) for row in out.tolist()]
+    return [_cut(row, stops) for row in out.tolist()]
 
 
-def _cut(row: list[int], eos: int) -> list[int]:
-    return row[: row.index(eos)] if eos in row else row
+def _cut(row: list[int], stops: tuple[int, ...]) -> list[int]:
+    return next((row[:i] for i, t in enumerate(row) if t in stops), row)
 
 
 def batch_seed(seed: int, b: int) -> int:
@@ -107,7 +128,7 @@ def sample(
     model: torch.nn.Module,
     prompts: list[list[int]],
     cfg: GenerateParams,
-    eos: int,
+    stop: int | Sequence[int],
     seed: int,
     device: torch.device,
     desc: str = "sampling",
@@ -115,13 +136,13 @@ def sample(
     settings: str = "",
     after_shard: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
-    """New tokens for each prompt (prompt excluded), cut at the first end-of-text.
+    """New tokens for each prompt (prompt excluded), cut at the first stop token.
 
     With `shards` (a folder), every finished batch is written there as it completes and a
     rerun with the same prompts, settings and seed reads it back instead of sampling it
     again; `settings` must name whatever else decides the tokens (the model's weights).
     """
-    make = forward_factory(model, cfg)
+    make = forward_factory(model, cfg, stop)
     batches = batches_by_length([len(p) for p in prompts], cfg.batch_size, equal=True)
 
     def one(b: int) -> list[dict]:
@@ -147,25 +168,42 @@ def sample(
 
 
 def forward_factory(
-    model: torch.nn.Module, cfg: GenerateParams
+    model: torch.nn.Module, cfg: GenerateParams, stop: int | Sequence[int] | None = None
 ) -> Callable[[torch.Tensor, torch.Generator], list[list[int]]]:
-    """batch of prompts -> decoded rows, with the fastest path this model supports."""
-    eos = model.config.eos_token_id
-    if getattr(model.config, "model_type", "") == "gpt2":
-        from .fast import GPT2Decoder
+    """batch of prompts -> decoded rows, with the fastest path this model supports;
+    `stop`: the tokens a sample ends at (default: the model config's end-of-text)."""
+    stop = model.config.eos_token_id if stop is None else stop
+    decoder = fast_decoder(model)
+    if decoder is None:
+        return lambda batch, gen: hf_generate(model, batch, cfg, stop, gen)
+    return lambda batch, gen: decode(
+        Cached(decoder, batch.size(0), batch.size(1) + cfg.max_new_tokens), batch, cfg, stop, gen
+    )
 
-        decoder = GPT2Decoder(model)
-        return lambda batch, gen: decode(
-            CachedGPT2(decoder, batch.size(0), batch.size(1) + cfg.max_new_tokens), batch, cfg, eos, gen
-        )
-    return lambda batch, gen: hf_generate(model, batch, cfg, eos, gen)
+
+def fast_decoder(model: torch.nn.Module):
+    """The lean decoder for this model's architecture, or None (HF `generate` then)."""
+    from . import fast
+
+    kind = getattr(model.config, "model_type", "")
+    if kind == "gpt2":
+        return fast.GPT2Decoder(model)
+    if kind == "llama" and hasattr(fast, "LlamaDecoder") and fast.LlamaDecoder.supports(model.config):
+        return fast.LlamaDecoder(model)
+    return None
 
 
 @torch.no_grad()
 def hf_generate(
-    model: torch.nn.Module, batch: torch.Tensor, cfg: GenerateParams, eos: int, gen: torch.Generator
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    cfg: GenerateParams,
+    stop: int | Sequence[int],
+    gen: torch.Generator,
+    static_cache: bool = False,
 ) -> list[list[int]]:
     """transformers `generate` (any architecture); seeded from `gen` through the global RNG."""
+    stops = stops_of(stop)
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
     ids = model.generate(
         input_ids=batch,
@@ -175,7 +213,8 @@ def hf_generate(
         temperature=cfg.temperature,
         top_k=cfg.top_k,
         top_p=cfg.top_p,
-        pad_token_id=eos,
-        eos_token_id=eos,
+        pad_token_id=stops[0],
+        eos_token_id=list(stops),
+        **({"cache_implementation": "static"} if static_cache else {}),
     )
-    return [_cut(row, eos) for row in ids[:, batch.size(1) :].tolist()]
+    return [_cut(row, stops) for row in ids[:, batch.size(1) :].tolist()]

@@ -88,14 +88,18 @@ def train(
     every `ckpt.every` steps, and a run that finds a checkpoint of the same inputs resumes from it:
     the final weights equal an uninterrupted run's (same machine and thread count)."""
     block = cfg.block_size
+    if cfg.steps == 0:  # a pretrained model kept as it is
+        model.eval()
+        return {"train_tokens": 0}
     if len(stream) < block + 2:
         raise DataError(
             f"training set has {len(stream)} tokens, fewer than train.block_size + 2 "
             f"({block + 2}); add documents or lower train.block_size"
         )
     gen = torch.Generator().manual_seed(seed)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    trained = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+    decay = [p for p in trained if p.dim() >= 2]
+    no_decay = [p for p in trained if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -120,7 +124,7 @@ def train(
             part = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
             (part * len(micro) / cfg.batch_size).backward()
             loss += part.item() * len(micro) / cfg.batch_size
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss)

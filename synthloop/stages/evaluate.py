@@ -1,4 +1,4 @@
-"""evaluate: real-data perplexity, and the diversity, tails and bias of fresh samples.
+"""evaluate: real-data perplexity and bits per byte, and the diversity, tails and bias of fresh samples.
 
 Every metric is defined in docs/metrics.md. The samples are `evaluate.num_samples`
 unconditional samples at T=1 without truncation (generate's length and batch):
@@ -30,13 +30,20 @@ def run(ctx: StageContext) -> dict[str, float]:
     test = [r["text"] for r in io.read_rows(lay.real_test)]
     stream = lm.pack(tok, test)[: p.evaluate.max_test_tokens + 1]
     ce, entropy, n_tokens = lm.stream_ce(model, stream, p.train.block_size, p.generate.batch_size, device)
+    scored_text = lm.scored_text(tok, stream, n_tokens)
     # plain ancestral sampling (T=1, no truncation): the model's own distribution, whatever the
     # generate stage's sampling bias, so arms that differ only in sampling share generation 0
     cfg: GenerateParams = p.generate.model_copy(
         update={"num_samples": p.evaluate.num_samples, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
     )
     ids = sample(
-        model, [[eos]] * cfg.num_samples, cfg, eos, ctx.seed("eval-samples"), device, desc=f"gen {k}: eval samples"
+        model,
+        [[eos]] * cfg.num_samples,
+        cfg,
+        tok.stops,
+        ctx.seed("eval-samples"),
+        device,
+        desc=f"gen {k}: eval samples",
     )
     texts = lm.decode(tok, ids)
     reference = model if k == 0 else lm.load_model(lay.model(0), device)  # frozen, real data only
@@ -45,6 +52,8 @@ def run(ctx: StageContext) -> dict[str, float]:
     metrics = {
         "test_ce": ce,
         "test_ppl": math.exp(ce),
+        "test_bpb": lm.bits_per_unit(ce, n_tokens, len(scored_text.encode("utf-8"))),
+        "test_bpc": lm.bits_per_unit(ce, n_tokens, len(scored_text)),
         "test_entropy": entropy,
         "test_tokens": n_tokens,
         **sample_metrics(texts, test, [r["text"] for r in io.read_rows(lay.real_train)]),

@@ -1,6 +1,9 @@
-"""prepare: read the corpus, hold out a real test split, train the tokenizer."""
+"""prepare: read the corpus, hold out a real test split, train the tokenizer (a scratch model)
+or take a pretrained model.source's tokenizer and weights (data/base)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from .. import faults, io
 from ..data import documents, split_sizes
@@ -30,13 +33,17 @@ def run(ctx: StageContext) -> dict[str, float]:
             raise DataError(f"{(lay.root / p.data.corpus).resolve()}: {exc}") from None
     from ..models import lm  # torch loads only once the corpus passed: a bad one is reported at once
 
-    tok = lm.train_tokenizer(train, p.tokenizer.vocab_size)
-    if tok.get_vocab_size() < p.tokenizer.vocab_size:
-        raise DataError(
-            f"tokenizer.vocab_size = {p.tokenizer.vocab_size}, "
-            f"but {(lay.root / p.data.corpus).resolve()} supports only "
-            f"{tok.get_vocab_size()} tokens; lower tokenizer.vocab_size or use a larger corpus"
-        )
+    base = None
+    if p.pretrained:
+        base, tok, extra, origin = pretrained(ctx)
+    else:
+        tok, extra = lm.train_tokenizer(train, p.tokenizer.vocab_size), {}
+        if tok.vocab_size < p.tokenizer.vocab_size:
+            raise DataError(
+                f"tokenizer.vocab_size = {p.tokenizer.vocab_size}, "
+                f"but {(lay.root / p.data.corpus).resolve()} supports only "
+                f"{tok.vocab_size} tokens; lower tokenizer.vocab_size or use a larger corpus"
+            )
     n_train_tokens = sum(len(ids) + 1 for ids in lm.encode(tok, train))
     if n_train_tokens < p.train.block_size + 2:
         raise DataError(
@@ -44,15 +51,33 @@ def run(ctx: StageContext) -> dict[str, float]:
             f"(train.block_size = {p.train.block_size}); use a larger corpus or lower train.block_size"
         )
     faults.point("mid:prepare")
-    with io.atomic_path(lay.tokenizer) as tmp:
-        tok.save(str(tmp))
+    tok.save(lay.tokenizer)
+    if base is not None:  # where it came from, on record in the data folder (and so in DVC's lock)
+        lm.save_model(base, lay.tokenizer, lay.base)
+        io.write_json(lay.base_source, {**origin, "tokenizer_md5": io.md5_file(lay.tokenizer)})
     io.write_rows(lay.real_train, (real_row(i, d) for i, d in enumerate(train)))
     io.write_rows(lay.real_test, (real_row(i, d) for i, d in enumerate(test)))
     stats = {
         "n_train_docs": len(train),
         "n_test_docs": len(test),
         "train_tokens": n_train_tokens,
-        "vocab_size": tok.get_vocab_size(),
+        "vocab_size": tok.vocab_size,
+        **extra,
     }
     io.write_json(lay.prepare_stats, stats)
     return stats
+
+
+def pretrained(ctx: StageContext):
+    """(model, Tok, stats, origin) of model.source: its own tokenizer, end tokens and chat template."""
+    from ..models import lm, source
+
+    src = source.resolve(ctx.params.model.source, ctx.layout.root)
+    model, hf_tok = source.load(src)
+    sep, stops = source.roles(hf_tok, model)
+    tok = lm.Tok(hf_tok.backend_tokenizer, sep, stops, getattr(hf_tok, "chat_template", None))
+    stats = {"n_params": lm.n_params(model), "context": lm.context_length(model)}
+    origin = {"source": ctx.params.model.source, "kind": src.kind, "where": src.where}
+    if src.kind == "gguf":
+        origin["md5"] = io.md5_file(Path(src.where))
+    return model, tok, stats, origin

@@ -21,6 +21,8 @@ COLUMNS = [
     "generation",
     "test_ce",
     "test_ppl",
+    "test_bpb",
+    "test_bpc",
     "test_entropy",
     "distinct_1",
     "distinct_2",

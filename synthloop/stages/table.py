@@ -71,6 +71,7 @@ TABLE: tuple[Stage, ...] = (
             "data.test_corpus",
             "data.test_fraction",
             "data.min_chars",
+            "model.source",
             "tokenizer.vocab_size",
             "loop.seed",
             "train.block_size",

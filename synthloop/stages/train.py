@@ -1,4 +1,10 @@
-"""train: fit generation k's model on its training set (from scratch or continued)."""
+"""train: fit generation k's model on its training set.
+
+Where training starts (`train.init`): new random weights (scratch), the previous generation's
+model (continue), or the pretrained base in data/base (base: every generation, Shumailov et
+al.'s protocol; generation 0 of a pretrained source always starts there). How (`train.method`):
+every weight, or LoRA adapters merged into the saved model, the adapter kept in model/adapter.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +18,29 @@ from .context import StageContext
 from .table import stage_id
 
 
+def start(ctx: StageContext, tok: lm.Tok, device):
+    """(model, what it is) where generation k's training starts; `what` keys its checkpoints."""
+    p, lay, k = ctx.params, ctx.layout, ctx.gen
+    if p.train.init == "continue" and k > 0:
+        return lm.load_model(lay.model(k - 1), device), io.weights_md5(lay.model(k - 1))
+    if p.pretrained:  # generation 0, or init: base
+        return lm.load_model(lay.base, device), io.weights_md5(lay.base)
+    model = lm.build_model(p.model, tok.vocab_size, tok.sep, ctx.seed("init")).to(device)
+    return model, ctx.seed("init")
+
+
 def run(ctx: StageContext) -> dict[str, float]:
     p, lay, k = ctx.params, ctx.layout, ctx.gen
+    cfg = p.train.at(k)
     device = lm.setup_torch(p.compute)
     tok = lm.load_tokenizer(lay.tokenizer)
     stream = lm.pack(tok, [r["text"] for r in io.read_rows(lay.train_set(k))])
-    if p.train.init == "continue" and k > 0:
-        model, start_from = lm.load_model(lay.model(k - 1), device), io.weights_md5(lay.model(k - 1))
-    else:
-        model = lm.build_model(p.model, tok.get_vocab_size(), lm.eos_id(tok), ctx.seed("init")).to(device)
-        start_from = ctx.seed("init")
+    model, start_from = start(ctx, tok, device)
+    n_params = lm.n_params(model)
+    if cfg.method == "lora" and cfg.steps:
+        from ..models.lora import add_adapters
+
+        model = add_adapters(model, cfg)
     sid = stage_id("train", k)
     # everything that decides the weights: a checkpoint of other inputs is never resumed
     key = content_key(
@@ -30,31 +49,36 @@ def run(ctx: StageContext) -> dict[str, float]:
         start_from,
         ctx.seed("batches"),
         p.model.model_dump(),
-        p.train.model_dump(exclude={"checkpoint_every"}),
+        cfg.model_dump(exclude={"checkpoint_every"}),
         p.compute.threads,
     )
     ckpt = Checkpoints(
-        lay.train_checkpoint(k), key, p.train.checkpoint_every, after_save=lambda step: faults.point(f"ckpt:{sid}")
+        lay.train_checkpoint(k), key, cfg.checkpoint_every, after_save=lambda step: faults.point(f"ckpt:{sid}")
     )
-    start = time.perf_counter()
+    start_time = time.perf_counter()
     stats = train(
         model,
         stream,
-        p.train,
+        cfg,
         ctx.seed("batches"),
         device,
         on_log=lambda step, loss: ctx.log_metric("train_loss", loss, step),
         desc=f"gen {k}: training",
         ckpt=ckpt,
     )
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start_time
     faults.point(f"mid:{sid}")
-    lm.save_model(model.cpu(), lay.tokenizer, lay.model(k))
+    extra = None
+    if cfg.method == "lora" and cfg.steps:
+        from ..models.lora import merge
+
+        model, extra = merge(model)
+    lm.save_model(model.cpu(), lay.tokenizer, lay.model(k), extra=extra)
     io.remove(lay.train_checkpoint(k))  # the model now holds what it held
     return {
         **stats,
         "train_stream_tokens": len(stream),
         "train_seconds": seconds,
         "train_tokens_per_s": stats["train_tokens"] / max(seconds, 1e-9),
-        "n_params": float(lm.n_params(model)),
+        "n_params": float(n_params),
     }

@@ -228,7 +228,7 @@ def prepare_files(kind: str, root: Path, raw: dict) -> None:
         else:
             from synthloop.models import lm
 
-            lm.train_tokenizer([GOOD_DOCS], 300).save(str(root / "data" / "tokenizer.json"))
+            lm.train_tokenizer([GOOD_DOCS], 300).save(root / "data" / "tokenizer.json")
         if kind == "tokenizer":
             return
         model = root / "gens" / "0" / "model"

@@ -8,7 +8,7 @@ import torch
 from synthloop.config import GenerateParams, ModelParams
 from synthloop.models.fast import GPT2Decoder
 from synthloop.models.lm import build_model
-from synthloop.models.sampler import CachedGPT2, decode, pick, sample
+from synthloop.models.sampler import Cached, decode, pick, sample
 
 EOS = 0
 
@@ -17,12 +17,13 @@ class Recompute:
     """Reference: run the HF model over the whole sequence every step (no cache)."""
 
     def __init__(self, model, prompts: torch.Tensor):
-        self.model, self.seq = model, prompts[:, :1].clone()
-        self.prompts = prompts
+        self.model, self.seq = model, prompts[:, :0]
+
+    def prefill(self, prompts: torch.Tensor) -> None:
+        self.seq = prompts
 
     def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
-        if pos > 0:
-            self.seq = torch.cat([self.seq, tokens[:, None]], 1)
+        self.seq = torch.cat([self.seq, tokens[:, None]], 1)
         with torch.no_grad():
             return self.model(input_ids=self.seq).logits[:, -1].float()
 
@@ -32,7 +33,7 @@ class Recompute:
 
 @pytest.fixture(scope="module")
 def model():
-    cfg = ModelParams(arch="gpt2", n_layer=2, n_embd=32, n_head=2, context=64)
+    cfg = ModelParams(source="scratch", arch="gpt2", n_layer=2, n_embd=32, n_head=2, context=64)
     return build_model(cfg, vocab_size=50, eos=EOS, seed=3).eval()
 
 
@@ -45,6 +46,8 @@ def gen_cfg(**kw) -> GenerateParams:
         top_p=1.0,
         prompt="bos",
         prompt_tokens=4,
+        template=None,
+        topics=None,
         batch_size=8,
     )
     return GenerateParams(**{**base, **kw})
@@ -55,7 +58,7 @@ def test_cached_decoder_matches_recompute(model, kw):
     cfg = gen_cfg(**kw)
     prompts = torch.tensor([[EOS, 5, 7, 9]] * 4 + [[EOS, 11, 3, 2]] * 4)
     decoder = GPT2Decoder(model)
-    fast = decode(CachedGPT2(decoder, 8, 4 + cfg.max_new_tokens), prompts, cfg, EOS, torch.Generator().manual_seed(1))
+    fast = decode(Cached(decoder, 8, 4 + cfg.max_new_tokens), prompts, cfg, EOS, torch.Generator().manual_seed(1))
     ref = decode(Recompute(model, prompts), prompts, cfg, EOS, torch.Generator().manual_seed(1))
     assert fast == ref
     assert all(EOS not in row and len(row) <= cfg.max_new_tokens for row in fast)

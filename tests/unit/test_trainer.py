@@ -8,12 +8,18 @@ from synthloop.config import ModelParams, TrainParams
 from synthloop.models.lm import build_model
 from synthloop.models.trainer import train
 
-MODEL = ModelParams(arch="gpt2", n_layer=1, n_embd=32, n_head=2, context=32)
+MODEL = ModelParams(source="scratch", arch="gpt2", n_layer=1, n_embd=32, n_head=2, context=32)
 
 
 def _cfg(**kw) -> TrainParams:
     base = dict(
         init="scratch",
+        method="full",
+        steps0=None,
+        lora_rank=8,
+        lora_alpha=16.0,
+        lora_dropout=0.0,
+        lora_targets=["q_proj"],
         steps=4,
         batch_size=8,
         micro_batch=8,
