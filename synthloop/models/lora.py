@@ -16,18 +16,18 @@ from ..io import DataError
 ADAPTER = "adapter"
 
 
-def module_names(model: torch.nn.Module) -> set[str]:
-    return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+def module_names(model: torch.nn.Module) -> dict[str, str]:
+    """The last name of every module -> its class name (q_proj -> Linear)."""
+    return {name.rsplit(".", 1)[-1]: type(m).__name__ for name, m in model.named_modules() if name}
 
 
-def check_targets(targets: list[str], names: set[str]) -> None:
+def check_targets(targets: list[str], names: dict[str, str]) -> None:
     """One line when a target module is not in the model (peft would say so only mid-run)."""
     missing = [t for t in targets if t not in names]
     if missing:
-        linear = sorted(n for n in names if n.endswith(("proj", "attn", "fc")) or n in ("lm_head",))
+        layers = sorted(n for n, kind in names.items() if kind in ("Linear", "Conv1D")) or sorted(names)
         raise DataError(
-            f"train.lora_targets: this model has no module named {', '.join(missing)}; "
-            f"choose from {', '.join(linear) or ', '.join(sorted(names))}"
+            f"train.lora_targets: this model has no module named {', '.join(missing)}; choose from {', '.join(layers)}"
         )
 
 

@@ -93,10 +93,12 @@ def config(src: Source):
     except DataError:
         raise
     except Exception as exc:  # truncated or corrupt files, bad JSON, unknown architectures: the source is unusable
-        what = "GGUF file" if src.kind == "gguf" else "model"
-        raise DataError(
-            f"{src.describe()}: not a readable {what} ({_why(exc, src)}); replace it (`make models`)"
-        ) from None
+        if src.kind == "gguf":
+            raise DataError(
+                f"{src.describe()}: not a readable GGUF file ({_why(exc, src)}); it is truncated or corrupt: "
+                "replace it (`make models`)"
+            ) from None
+        raise DataError(f"{src.describe()}: not a readable model ({_why(exc, src)}); replace it") from None
 
 
 def skeleton(cfg):

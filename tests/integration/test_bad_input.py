@@ -61,6 +61,54 @@ GOOD_DOCS = "\n\n".join(
     f"Once upon a time there was a king number {i} who ruled a quiet land by the sea." for i in range(60)
 )
 
+
+def pretrained(source: str, **train):
+    """Point model.source at `source` (a pretrained loop: train.init continue), plus train keys."""
+
+    def change(raw: dict) -> None:
+        raw["model"]["source"] = source
+        raw["train"].update({"init": "continue", **train})
+
+    return change
+
+
+def model_files(kind: str):
+    """Files of a model.source case under the project: models/<...>."""
+
+    def write(raw: dict, root: Path) -> None:
+        models = root / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        if kind == "garbage":
+            (models / "bad.gguf").write_bytes(b"<html>Not Found</html>")
+        elif kind == "truncated":  # a real GGUF cut short, as an interrupted download leaves it
+            import gguf
+            import numpy as np
+
+            writer = gguf.GGUFWriter(models / "cut.gguf", "llama")
+            writer.add_tensor("token_embd.weight", np.zeros((64, 32), dtype=np.float32))
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+            data = (models / "cut.gguf").read_bytes()
+            (models / "cut.gguf").write_bytes(data[: len(data) // 2])
+        elif kind == "pickled":
+            (models / "pickled").mkdir()
+            (models / "pickled" / "config.json").write_text('{"model_type": "llama"}')
+            (models / "pickled" / "pytorch_model.bin").write_bytes(b"\x80\x04")
+        else:  # a good tiny Llama folder (the case is elsewhere)
+            from tests.llama import tiny_llama
+
+            tiny_llama(models / "tiny")
+            if kind == "template":
+                (root / "t.txt").write_text("Write a fairy tale about {topic} in the style of {style}.")
+                (root / "topics.txt").write_text("a fox\n")
+
+    return write
+
+
+TEMPLATE = {"prompt": "template", "template": "t.txt", "topics": "topics.txt"}
+
 # id -> (what, params change, files change, command, exit code)
 CASES = {
     "params-missing": ("params file does not exist", None, None, ["run", "--params", "nope.yaml"], 2),
@@ -183,6 +231,55 @@ CASES = {
         set_key("tokenizer.vocab_size", 60000),
         None,
         ["stage", "prepare"],
+        1,
+    ),
+    "source-missing": (
+        "model.source: a file that does not exist",
+        pretrained("models/nope.gguf"),
+        None,
+        ["run"],
+        1,
+    ),
+    "source-not-gguf": (
+        "model.source: a .gguf that is not one (an error page)",
+        pretrained("models/bad.gguf"),
+        model_files("garbage"),
+        ["run"],
+        1,
+    ),
+    "source-truncated": (
+        "model.source: a GGUF cut short",
+        pretrained("models/cut.gguf"),
+        model_files("truncated"),
+        ["run"],
+        1,
+    ),
+    "source-hub-offline": (
+        "model.source: a hub id while offline",
+        pretrained("HuggingFaceTB/SmolLM2-135M-Instruct"),
+        None,
+        ["run"],
+        1,
+    ),
+    "source-no-safetensors": (
+        "model.source: a folder with pickled weights only",
+        pretrained("models/pickled"),
+        model_files("pickled"),
+        ["run"],
+        1,
+    ),
+    "lora-target-missing": (
+        "train.lora_targets names a module the model lacks",
+        pretrained("models/tiny", method="lora", lora_targets=["q_proj", "c_attn"]),
+        model_files("tiny"),
+        ["run"],
+        1,
+    ),
+    "template-placeholder": (
+        "a prompt template with an unknown placeholder",
+        lambda r: (pretrained("models/tiny")(r), r["generate"].update(TEMPLATE)),
+        model_files("template"),
+        ["run"],
         1,
     ),
     "tokenizer-missing": ("a stage run before prepare", None, None, ["stage", "train", "--gen", "0"], 1),
