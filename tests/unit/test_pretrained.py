@@ -1,5 +1,5 @@
 """Pretrained sources piece by piece: where model.source points, the tokenizer's roles, template
-prompts, LoRA merging and bits per byte (the loop itself: tests/integration/test_pretrained.py)."""
+prompts, LoRA merging and bits per byte (the loop itself: tests/integration/test_pretrained_run.py)."""
 
 from __future__ import annotations
 

@@ -110,3 +110,21 @@ def test_full_fine_tuning_continues_from_a_fine_tuned_generation_0_on_prefix_pro
     assert all(any(doc.startswith(r["prompt"]) for doc in real) for r in rows)  # 6 real tokens lead each
     assert all(len(lm.encode(tok, [r["prompt"]])[0]) == 6 for r in rows)
     assert io.read_json(lay.metrics(1))["test_bpb"] > 0
+
+
+@pytest.mark.parametrize("case", ["source-missing", "source-not-gguf", "source-truncated", "source-hub-offline"])
+def test_the_prepare_stage_reports_a_bad_source_with_the_preflights_line(case, project, tmp_path, monkeypatch):
+    """`synthloop stage prepare` (what `dvc repro` runs) meets a bad model.source with docs/errors.md's line."""
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+    from tests.integration.test_bad_input import case_project, documented
+
+    root = tmp_path / "p"
+    case_project(case, project[1], root)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = CliRunner().invoke(app, ["stage", "prepare"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().replace(str(root), "<project>") == documented()[case][1]
+    assert not (root / "data").exists()
