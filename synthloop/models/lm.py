@@ -237,6 +237,15 @@ def n_params(model: torch.nn.Module) -> int:
 
 # --- scoring -----------------------------------------------------------------
 
+LOGITS_BUDGET = 1 << 27  # logits held at once when scoring (512 MB fp32): a 49k-type vocabulary needs chunks
+
+
+def rows_within_budget(batch_size: int, width: int, vocab: int) -> int:
+    """Rows per forward pass: batch_size, fewer when their logits (rows x width x vocab) would exceed
+    LOGITS_BUDGET. The scratch profiles stay under it (their results do not change); SmolLM2 at
+    batch 64 x 128 positions would hold 1.6 GB of logits, and as much again for their log-softmax."""
+    return max(1, min(batch_size, LOGITS_BUDGET // max(1, width * vocab)))
+
 
 @torch.no_grad()
 def sequence_nll(
@@ -249,6 +258,8 @@ def sequence_nll(
     limit = context_length(model) - 1
     seqs = [s[:limit] for s in seqs]
     out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
+    widest = max((len(s) for s in seqs), default=0) + 1
+    batch_size = rows_within_budget(batch_size, widest, model.config.vocab_size)
     for idx in batches_by_length([len(s) for s in seqs], batch_size):
         width = max(len(seqs[i]) for i in idx) + 1
         ids = torch.full((len(idx), width), eos, dtype=torch.long)
@@ -286,11 +297,13 @@ def stream_ce(
         raise DataError(f"held-out test split has {len(stream)} tokens, fewer than one block of {block}")
     x = stream[: n_blocks * block].view(n_blocks, block)
     y = stream[1 : n_blocks * block + 1].view(n_blocks, block)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", 0)
+    batch_size = rows_within_budget(batch_size, block, vocab)
     total = entropy = 0.0
     for start in range(0, n_blocks, batch_size):
         xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
         logp = model(input_ids=xb).logits.float().log_softmax(-1)
         total -= float(logp.gather(-1, yb[..., None]).sum())
-        entropy -= float((logp.exp() * logp).sum())
+        entropy -= float(logp.exp().mul_(logp).sum())  # in place: two vocabulary-sized tensors at once, not three
     n = n_blocks * block
     return total / n, entropy / n, n
