@@ -9,6 +9,7 @@ as a plain safetensors folder (data/base) that every later stage loads in well u
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ..io import DataError
 
+log = logging.getLogger("synthloop")
 KEY = "model.source"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -118,8 +120,13 @@ def load(src: Source):
     """(model in fp32 on the CPU, HF tokenizer) of the source; one DataError line when unusable."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     cfg = config(src)
+    hf_logging.disable_progress_bar()  # its per-tensor bars flood a log; one line instead
+    log.info(
+        "%s: loading (%s%s)", src.describe(), src.kind, ", dequantizing to fp32: ~20-50 s" if src.kind == "gguf" else ""
+    )
     try:
         if src.kind == "gguf":
             path = Path(src.where)
