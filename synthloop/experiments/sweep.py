@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import io
 from ..config import ConfigError, Params, flatten, parse_params, read_yaml
-from ..keys import params_hash
+from ..keys import content_key, params_hash
 from ..layout import Layout
 from ..ledger import Ledger
 
@@ -152,10 +152,12 @@ def plan(spec: SweepSpec, root: Path) -> list[SweepRun]:
 
 
 def prepared_data_key(params: Params) -> str:
-    """What decides prepare's outputs: the data and tokenizer params, and the loop seed when prepare
-    splits data.corpus by it (no data.test_corpus). Runs with equal keys share one data folder."""
+    """What decides prepare's outputs: the data and tokenizer params, the loop seed when prepare
+    splits data.corpus by it (no data.test_corpus), and a pretrained model.source (its tokenizer
+    and data/base). Runs with equal keys share one data folder."""
     drop = ("loop.chain", "loop.seed") if params.data.test_corpus else ("loop.chain",)
-    return params_hash(params, sections=("data", "tokenizer", "loop"), drop=drop)
+    key = params_hash(params, sections=("data", "tokenizer", "loop"), drop=drop)
+    return content_key(key, params.model.source)[:16] if params.pretrained else key
 
 
 def write_params(run: SweepRun) -> None:

@@ -104,3 +104,10 @@ def test_ledger_resumes_and_distrusts_everything_after_a_rerun(tmp_path):
     again.record("train", 0)  # something ran again: later entries are no longer trusted in this run
     assert not again.done("mix", 0)
     assert not Ledger(path, "k2").done("prepare", None)  # other params start over
+
+
+def test_a_pretrained_source_gets_its_own_data_folder(base):
+    arms = {"scratch": {}, "tiny": {"model.source": "models/a", "train.init": "continue"}}
+    arms["other"] = {"model.source": "models/b", "train.init": "continue"}
+    runs = plan(spec(seeds=[0], arms=arms), base)
+    assert len({r.params.paths.data for r in runs}) == 3  # each source brings its own tokenizer and base
