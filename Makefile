@@ -1,5 +1,5 @@
 # make run: the main job (default profile).  make test: the test suite.
-# Both create .venv and install what they need when it is missing.
+# Both create .venv and install what they need when it is missing (make test also fetches models/).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
@@ -25,7 +25,7 @@ run: install          ## the loop on params.yaml through Prefect (DVC records ev
 repro: install        ## the same loop through DVC
 	dvc repro
 
-test: install         ## unit + integration + end-to-end (dvc repro on the tiny profile)
+test: install models  ## unit + integration + end-to-end (dvc repro on the tiny profile; SmolLM2 for one slow test)
 	$(PY) -m pytest -q
 
 test-fast: install    ## skip the slow end-to-end tests
