@@ -7,8 +7,10 @@ per params.yaml section, each a *form model*: a flat copy of the section's model
 in synthloop/config.py (same fields, types, bounds, descriptions). Two things differ,
 because Prefect 3 renders them badly or not at all:
 
-- `str | None` fields (data.test_corpus, tracking.uri) become plain strings, and
-  an empty string means null: Prefect 3 draws an Optional as a union picker.
+- `str | None` and `int | None` fields (data.test_corpus, tracking.uri, train.steps0)
+  become plain strings, and an empty string means null: Prefect 3 draws an Optional as a
+  union picker. A nullable int's string carries a pattern (digits, or empty), so the form
+  still refuses "abc" or a negative count before a run exists.
 - loop.chain ({'1': 0, '2': 1, ...}, spelled out only for DVC's templating) is
   asked for as `loop.generations` (an int) and spelled out again on the way back.
 
@@ -40,29 +42,55 @@ class LoopForm(BaseModel):
     )
 
 
-def _optional_str(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and set(typing.get_args(annotation)) == {
-        str,
-        type(None),
-    }
+def _optional(annotation: Any) -> type | None:
+    """T for a `T | None` annotation with T str or int (the form's nullable scalars), else None."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    inner = set(typing.get_args(annotation)) - {type(None)}
+    return next(iter(inner)) if len(inner) == 1 and inner <= {str, int} else None
 
 
-def _nullable(section: str, key: str) -> bool:
-    """A `str | None` field of params.yaml (the form shows it as a string; empty = null)."""
+def _nullable(section: str, key: str) -> type | None:
+    """str or int for a nullable field of params.yaml (the form shows it as a string; empty = null)."""
     model = Params.model_fields[section].annotation if section in Params.model_fields else None
     field = model.model_fields.get(key) if model else None
-    return field is not None and _optional_str(field.annotation)
+    return _optional(field.annotation) if field is not None else None
+
+
+def _int_pattern(info: Any) -> str:
+    """The form's pattern for a nullable int: empty, or digits (a minus sign only where negatives are allowed)."""
+    ge = next((m.ge for m in info.metadata if getattr(m, "ge", None) is not None), None)
+    return r"^(|[0-9]+)$" if ge is not None and ge >= 0 else r"^(|-?[0-9]+)$"
 
 
 def form_model(section: type[BaseModel]) -> type[BaseModel]:
     """A flat copy of one params section for the form (see the module docstring for what differs)."""
     fields: dict[str, Any] = {}
     for key, info in section.model_fields.items():
-        if _optional_str(info.annotation):
+        inner = _optional(info.annotation)
+        if inner is str:
             fields[key] = (str, Field(description=f"{info.description} Empty = null."))
+        elif inner is int:
+            fields[key] = (str, Field(pattern=_int_pattern(info), description=f"{info.description} Empty = null."))
         else:
             fields[key] = (info.annotation, info)
     return create_model(section.__name__, __config__=FORM_CONFIG, __doc__=section.__doc__, **fields)
+
+
+def _from_form(kind: type | None, value: Any) -> Any:
+    """A nullable field's form string back to its params value ("" = null; digits = an int)."""
+    if kind is None or not isinstance(value, str):
+        return value
+    if value == "":
+        return None
+    return int(value) if kind is int and value.lstrip("-").isdigit() else value
+
+
+def _to_form(kind: type | None, value: Any) -> Any:
+    """A nullable field's params value as the form's string (null = "")."""
+    if kind is None:
+        return value
+    return "" if value is None else str(value)
 
 
 def _form_models() -> dict[str, type[BaseModel]]:
@@ -82,7 +110,7 @@ def to_form(params: Params) -> dict[str, BaseModel]:
     for name, values in params.model_dump().items():
         if name == "loop":
             values = {"seed": values["seed"], "generations": len(values["chain"])}
-        values = {k: "" if v is None and _nullable(name, k) else v for k, v in values.items()}
+        values = {k: _to_form(_nullable(name, k), v) for k, v in values.items()}
         out[name] = FORMS[name].model_validate(values)
     return out
 
@@ -95,7 +123,7 @@ def to_raw(values: dict[str, Any]) -> dict[str, Any]:
         if name == "loop" and "generations" in body:
             g = body.pop("generations")
             body["chain"] = {str(k): k - 1 for k in range(1, int(g) + 1)}
-        body = {k: None if v == "" and _nullable(name, k) else v for k, v in body.items()}
+        body = {k: _from_form(_nullable(name, k), v) for k, v in body.items()}
         raw[name] = body
     return raw
 

@@ -65,6 +65,9 @@ def test_literals_are_dropdowns_and_bounds_are_min_max(schema):
                 continue
             if typing.get_origin(field.annotation) is typing.Literal:
                 assert spec["enum"] == list(typing.get_args(field.annotation)), f"{name}.{key}"
+            if forms._optional(field.annotation) is int:  # a string: empty = null, digits = the count
+                assert spec["type"] == "string" and spec["pattern"] == r"^(|[0-9]+)$", f"{name}.{key}"
+                continue
             for meta in field.metadata:
                 for attr, word in (
                     ("ge", "minimum"),
@@ -98,6 +101,16 @@ def test_prefect_refuses_out_of_range_and_unknown_values(schema):
     assert validate(_values(schema, mix={"strategy": "recycle"}), schema)
     assert validate(_values(schema, train={"steps": 0}), schema)
     assert validate(_values(schema, train={"stepz": 3}), schema)  # a typo is not silently ignored
+
+
+def test_a_nullable_count_is_a_string_the_form_checks_and_the_flow_turns_back_into_an_int(schema):
+    assert schema["properties"]["train"]["default"]["steps0"] == ""  # params.yaml: null
+    for bad in ("abc", "-1", "1.5"):
+        assert [e.json_path for e in validate(_values(schema, train={"steps0": bad}), schema)] == ["$.train.steps0"]
+    assert forms.to_params(_values(schema, train={"steps0": "40"})).train.steps0 == 40
+    assert forms.to_params(_values(schema, train={"steps0": ""})).train.steps0 is None
+    with pytest.raises(ConfigError, match="train.steps0 = 0"):  # the cross-field rule, one line
+        forms.to_params(_values(schema, train={"steps0": "0"}))
 
 
 def test_form_values_round_trip_to_the_same_params():
