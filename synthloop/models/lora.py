@@ -5,6 +5,7 @@ evaluation (the saved model is a plain safetensors model), the adapter itself ke
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def add_adapters(model: torch.nn.Module, cfg: TrainParams) -> torch.nn.Module:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing: noise per stage
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def merge(peft_model) -> tuple[torch.nn.Module, Callable[[Path], None]]:
