@@ -1,13 +1,16 @@
-"""One client for OpenAI-compatible servers (`/v1/chat/completions`, `/v1/completions`).
+"""The one client for OpenAI-compatible servers (`/v1/chat/completions`, `/v1/completions`):
+generation (synthloop/backends/remote.py) and the LLM judge both go through `OpenAIClient`.
 
-Requests go out `concurrency` at a time. Each is tried up to 1 + `retries` times:
-429 and 5xx wait for Retry-After when given, else backoff_s * 2**attempt (with a
-little jitter); timeouts and connection errors back off the same way; other 4xx fail
-at once. A 200 whose body is not an OpenAI reply is not retried (it is the server's
-answer) and comes back `malformed`. If the first `concurrency` requests all fail to
-connect and none ever did, the rest are not sent and `complete` raises DataError: a
-down endpoint costs one round of retries, not one per request. A failure is returned
-as a `Reply` with status `error`, never raised and never a result.
+Requests go out `concurrency` at a time (threads over one pooled httpx client). Retries are
+tenacity's: 429, 408 and 5xx, timeouts and connection errors are tried up to 1 + `retries`
+times, waiting the server's Retry-After when it sends one, else exponential backoff with
+jitter; other 4xx fail at once. A 200 whose body is not an OpenAI reply is the server's
+answer: not retried, it comes back `malformed`. A failure is returned as a `Reply` with
+status `error`, never raised and never a result (callers keep such rows out of their caches).
+
+Two circuit breakers raise DataError (one line) and stop the rest of the requests: no request
+ever connects (a down endpoint costs one round of retries, not one per request), or
+`max_failures` requests in a row fail (a server that died halfway, a model it does not serve).
 """
 
 from __future__ import annotations
@@ -15,11 +18,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
 
 from ..io import DataError
 
@@ -34,6 +44,8 @@ class Reply:
     text: str | None  # the completion (status ok)
     status: str  # "ok" | "malformed" (a 200 that is no OpenAI reply) | "error" (the request failed)
     detail: str = ""  # why it failed, or the malformed body (truncated, key redacted)
+    prompt_tokens: int | None = None  # the server's usage fields, when it sends them
+    completion_tokens: int | None = None
 
 
 def api_key(env_var: str | None, key: str) -> str | None:
@@ -69,8 +81,33 @@ def reachable(base_url: str, timeout_s: float) -> str | None:
     return None
 
 
+def served_models(base_url: str, timeout_s: float, api_key: str | None = None) -> list[str] | None:
+    """The model ids /v1/models lists; None when the server does not list them (or is down)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        resp = httpx.get(f"{_root(base_url)}/v1/models", timeout=timeout_s, headers=headers)
+        ids = [m["id"] for m in resp.json()["data"]] if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return ids if ids and all(isinstance(i, str) for i in ids) else None
+
+
+def check_endpoint(base_url: str, model: str, timeout_s: float, api_key: str | None, url_key: str, model_key: str):
+    """Preflight: the server answers, and serves `model` when it lists its models; one line if not."""
+    why = reachable(base_url, timeout_s)
+    if why:
+        raise DataError(
+            f"{url_key} = {base_url} does not answer ({why}); start the server (`synthloop serve`) or fix {url_key}"
+        )
+    ids = served_models(base_url, timeout_s, api_key)
+    if ids is not None and model not in ids:
+        raise DataError(f"{model_key} = {model} is not served by {base_url} (it serves: {', '.join(ids)}); fix it")
+
+
 class _Failure(Exception):
-    """One attempt failed; `connect` says the server was never reached."""
+    """One attempt failed; `connect` says the server was never reached; `wait` is its Retry-After."""
 
     def __init__(self, why: str, retry: bool, connect: bool = False, wait: float | None = None):
         super().__init__(why)
@@ -86,27 +123,52 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and seconds >= 0 else None
 
 
-def _reply_text(body: bytes, route: str) -> str | None:
-    """The completion from an OpenAI-style body, or None when the body is malformed."""
+class _Wait:
+    """tenacity wait: the failure's Retry-After when it had one, else exponential backoff with jitter."""
+
+    def __init__(self, backoff_s: float):
+        self.backoff = wait_exponential_jitter(initial=backoff_s, max=MAX_RETRY_WAIT_S, jitter=backoff_s / 4)
+
+    def __call__(self, retry_state) -> float:
+        exc = retry_state.outcome.exception()
+        if getattr(exc, "wait", None) is not None:
+            return min(exc.wait, MAX_RETRY_WAIT_S)
+        return self.backoff(retry_state)
+
+
+def _parse(body: bytes, route: str) -> tuple[str | None, int | None, int | None]:
+    """(completion, prompt tokens, completion tokens) of an OpenAI-style body; text None if malformed."""
     try:
-        choice = json.loads(body)["choices"][0]
+        data = json.loads(body)
+        choice = data["choices"][0]
         text = choice["message"]["content"] if route == "chat" else choice["text"]
     except (ValueError, KeyError, IndexError, TypeError):
-        return None
-    return text if isinstance(text, str) else None
+        return None, None, None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    counts = [usage.get(k) if isinstance(usage.get(k), int) else None for k in ("prompt_tokens", "completion_tokens")]
+    return (text if isinstance(text, str) else None), *counts
 
 
 class _Run:
-    """Shared state of one `complete` call: did anything connect, should the rest give up."""
+    """Shared state of one `complete` call: the circuit breakers."""
 
-    def __init__(self, probe: int):
+    def __init__(self, probe: int, max_failures: int):
         self.connected, self.probe, self.refused = False, probe, 0
+        self.max_failures, self.in_a_row, self.tripped = max_failures, 0, ""
         self.abort, self._lock = threading.Event(), threading.Lock()
 
-    def failed(self, connect: bool) -> None:
+    def done(self, failure: _Failure | None) -> None:
         with self._lock:
-            self.refused += connect
-            if connect and not self.connected and self.refused >= self.probe:
+            if failure is None:
+                self.in_a_row = 0
+                return
+            self.in_a_row += 1
+            self.refused += failure.connect
+            if failure.connect and not self.connected and self.refused >= self.probe:
+                self.abort.set()
+            elif self.in_a_row >= self.max_failures and not self.tripped:
+                self.tripped = failure.why
                 self.abort.set()
 
 
@@ -120,6 +182,7 @@ class OpenAIClient:
         timeout_s: float,
         concurrency: int,
         retries: int,
+        max_failures: int = 10,
         backoff_s: float = 0.5,
         what: str = "endpoint",
         url_key: str = "the base URL",
@@ -128,6 +191,7 @@ class OpenAIClient:
         self.base_url, self.model, self.route, self.what, self.url_key = base_url, model, route, what, url_key
         self.url = f"{root}/v1/chat/completions" if route == "chat" else f"{root}/v1/completions"
         self.timeout_s, self.concurrency, self.retries, self.backoff_s = timeout_s, concurrency, retries, backoff_s
+        self.max_failures = max_failures
         self._key = api_key  # only ever placed in the Authorization header
 
     def __repr__(self) -> str:  # never the key
@@ -143,7 +207,7 @@ class OpenAIClient:
         if not bodies:
             return []
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        state = _Run(probe=min(len(bodies), self.concurrency))
+        state = _Run(probe=min(len(bodies), self.concurrency), max_failures=self.max_failures)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         with (
             httpx.Client(timeout=self.timeout_s, limits=limits, headers=headers) as client,
@@ -155,6 +219,11 @@ class OpenAIClient:
                 f"{self.what} {self.base_url} is unreachable: no request connected "
                 f"({self.retries} retries each); start the server or fix {self.url_key}"
             )
+        if state.tripped:
+            raise DataError(
+                f"{self.what} {self.base_url}: {state.in_a_row} requests in a row failed (last: "
+                f"{self.redact(state.tripped)[:120]}); stopped, finished work is kept: fix the server and rerun"
+            )
         failed = Counter(r.detail for r in replies if r.status == "error")
         if failed:
             why = ", ".join(f"{reason}: {n}" for reason, n in failed.most_common(3))
@@ -164,41 +233,40 @@ class OpenAIClient:
         return replies
 
     def _one(self, client, body: dict, state: _Run) -> Reply:
-        """One request, with retries; never raises for a per-request failure."""
-        failure: _Failure | None = None
-        for attempt in range(self.retries + 1):
-            if state.abort.is_set():
-                return Reply(None, "error", "not sent: endpoint unreachable")
-            try:
-                return self._attempt(client, body, state)
-            except _Failure as exc:
-                failure = exc
-                if not exc.connect:  # a read timeout or a cut reply: the server is there (only ever set True)
-                    state.connected = True
-            if not failure.retry or attempt == self.retries:
-                break
-            wait = failure.wait
-            if wait is None:
-                wait = self.backoff_s * 2**attempt * random.uniform(1, 1.25)  # jitter: no lockstep retries
-            log.debug(
-                "%s %s: %s; retry %d/%d in %.2fs", self.what, self.url, failure.why, attempt + 1, self.retries, wait
-            )
-            state.abort.wait(min(wait, MAX_RETRY_WAIT_S))
-        state.failed(failure.connect)
-        return Reply(None, "error", self.redact(failure.why)[:DETAIL_CHARS])
+        """One request with tenacity's retries; never raises for a per-request failure."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1) | stop_when_event_set(state.abort),
+            wait=_Wait(self.backoff_s),
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Failure) and exc.retry),
+            sleep=lambda seconds: state.abort.wait(seconds),  # a tripped breaker cuts the wait short
+            before_sleep=lambda rs: log.debug(
+                "%s %s: %s; retry %d/%d", self.what, self.url, rs.outcome.exception(), rs.attempt_number, self.retries
+            ),
+            reraise=True,
+        )
+        try:
+            reply = retrying(self._attempt, client, body, state)
+        except _Failure as failure:
+            state.done(failure)
+            return Reply(None, "error", self.redact(failure.why)[:DETAIL_CHARS])
+        state.done(None)
+        return reply
 
     def _attempt(self, client, body: dict, state: _Run) -> Reply:
         import httpx
 
+        if state.abort.is_set():
+            raise _Failure("not sent: the endpoint stopped answering", retry=False)
         try:
             resp = client.post(self.url, json=body)
         except httpx.TimeoutException as exc:
-            raise _Failure(
-                f"timeout after {self.timeout_s}s", retry=True, connect=isinstance(exc, httpx.ConnectTimeout)
-            ) from None
+            connect = isinstance(exc, httpx.ConnectTimeout)
+            state.connected |= not connect  # a read timeout: the server is there
+            raise _Failure(f"timeout after {self.timeout_s}s", retry=True, connect=connect) from None
         except httpx.ConnectError:
             raise _Failure("connection refused", retry=True, connect=True) from None
         except httpx.TransportError as exc:
+            state.connected = True
             raise _Failure(f"transport error ({type(exc).__name__})", retry=True) from None
         state.connected = True
         code = resp.status_code
@@ -207,7 +275,7 @@ class OpenAIClient:
         if code != 200:
             detail = " ".join(self.redact(resp.text).split())[:200]
             raise _Failure(f"HTTP {code}: {detail}" if detail else f"HTTP {code}", retry=code == 408)
-        text = _reply_text(resp.content, self.route)
+        text, prompt_tokens, completion_tokens = _parse(resp.content, self.route)
         if text is None:
             return Reply(None, "malformed", self.redact(resp.text)[:DETAIL_CHARS])
-        return Reply(self.redact(text), "ok")
+        return Reply(self.redact(text), "ok", "", prompt_tokens, completion_tokens)
