@@ -36,7 +36,7 @@ def worker(steps: int, samples: int) -> dict[str, float]:
     import torch
 
     from bench.common import train_params
-    from synthloop.config import GenerateParams, ModelParams
+    from synthloop.config import SELF_LOCAL, GenerateParams, ModelParams
     from synthloop.models import lm
     from synthloop.models.sampler import sample
     from synthloop.models.trainer import train
@@ -52,6 +52,7 @@ def worker(steps: int, samples: int) -> dict[str, float]:
     train(model, stream, cfg, 0, torch.device("cpu"))
     train_tps = steps * 32 * 128 / (time.perf_counter() - start)
     gcfg = GenerateParams(
+        **SELF_LOCAL,
         num_samples=samples,
         max_new_tokens=64,
         temperature=1.0,

@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import SIZES, matmul_flops, non_embedding_params  # noqa: E402
-from synthloop.config import GenerateParams, ModelParams  # noqa: E402
+from synthloop.config import SELF_LOCAL, GenerateParams, ModelParams  # noqa: E402
 from synthloop.models.lm import build_model  # noqa: E402
 from synthloop.models.sampler import forward_factory, hf_generate  # noqa: E402
 
@@ -83,6 +83,7 @@ def pretrained(args) -> None:
     model, hf_tok = source.load(source.resolve(args.model_file, ROOT))
     sep, stop = source.roles(hf_tok, model)[0], model.config.vocab_size - 1
     cfg = GenerateParams(
+        **SELF_LOCAL,
         num_samples=1, max_new_tokens=args.new_tokens, temperature=1.0, top_k=0, top_p=1.0, prompt="bos",
         prompt_tokens=1, template=None, topics=None, batch_size=256,
     )  # fmt: skip
@@ -145,6 +146,7 @@ def main() -> None:
         seed=0,
     ).eval()
     cfg = GenerateParams(
+        **SELF_LOCAL,
         num_samples=1,
         max_new_tokens=args.new_tokens,
         temperature=1.0,

@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import train_params  # noqa: E402
-from synthloop.config import GenerateParams, ModelParams  # noqa: E402
+from synthloop.config import SELF_LOCAL, GenerateParams, ModelParams  # noqa: E402
 from synthloop.models import lm  # noqa: E402
 from synthloop.models.sampler import sample  # noqa: E402
 from synthloop.models.trainer import train  # noqa: E402
@@ -49,6 +49,7 @@ def main() -> None:
     model = lm.build_model(mcfg, tok.vocab_size, eos, seed=0).eval()
     stream = lm.pack(tok, docs[:600])
     gcfg = GenerateParams(
+        **SELF_LOCAL,
         num_samples=1,
         max_new_tokens=128,
         temperature=1.0,

@@ -108,6 +108,21 @@ class LoopParams(_Section):
         return len(self.chain)
 
 
+# generate.* for the loop's own model sampled in process, no budget, no prices (benchmarks and tests build from it)
+SELF_LOCAL: dict[str, Any] = {
+    "source": "self",
+    "teacher": None,
+    "backend": "local",
+    "base_url": None,
+    "model": None,
+    "route": "completions",
+    "api_key_env": None,
+    "max_tokens_total": 0,
+    "price_per_mtok": [0.0, 0.0],
+}
+OPERATIONAL = ("timeout_s", "concurrency", "retries", "max_failures")  # generate.* that never change a result
+
+
 class GenerateParams(_Section):
     num_samples: int = Field(ge=1, le=1_000_000, description="Synthetic documents sampled per generation.")
     max_new_tokens: int = Field(ge=1, description="Length cap of each sample in tokens (cut earlier at end-of-text).")
@@ -118,7 +133,53 @@ class GenerateParams(_Section):
     prompt_tokens: int = Field(ge=1, description="Prefix length when prompt = prefix.")
     template: str | None = Field(description="prompt = template: a text file (relative to the project) holding the instruction, with {topic} where the topic goes, e.g. 'Write a short fairy tale about {topic}.'")
     topics: str | None = Field(description="prompt = template: a text file of topics, one per line; each sample draws one (seeded).")
-    batch_size: int = Field(ge=1, le=4096, description="Samples generated at once.")
+    batch_size: int = Field(ge=1, le=4096, description="Samples generated at once (local, vllm); requests per resumable shard (http). The budget is checked after each batch.")
+    source: Literal["self", "teacher"] = Field(description="self: the previous generation's model writes generation k's data (the self-consuming loop); teacher: one fixed model writes every generation's data (distillation): generate.teacher with the local or vllm backend, the model behind generate.base_url with http.")
+    teacher: str | None = Field(description="source = teacher with backend local or vllm: a .gguf file, a Hugging Face model folder or a hub id (as model.source); null otherwise.")
+    backend: Literal["local", "http", "vllm"] = Field(description="local: sampled in this process (torch); http: an OpenAI-compatible server at generate.base_url (source = teacher; `synthloop serve` starts llama.cpp's); vllm: vLLM's offline engine in this process, on a CUDA GPU (pip install 'synthloop[gpu]').")
+    base_url: str | None = Field(description="backend http: the server's base URL (http://host:port or .../v1).")
+    model: str | None = Field(description="backend http: the model name sent to the server (one it lists at /v1/models).")
+    route: Literal["completions", "chat"] = Field(description="backend http: completions (/v1/completions: the bos or prefix prompt as text) or chat (/v1/chat/completions: generate.prompt = template, the instruction as the user's message).")
+    api_key_env: str | None = Field(description="backend http: the environment variable holding the API key (null = no key); the key is never logged.")
+    max_tokens_total: int = Field(ge=0, description="Budget: completion tokens one generation may spend; generation stops after the batch that reaches it and records budget_hit = 1 (0 = no budget).")
+    price_per_mtok: list[float] = Field(min_length=2, max_length=2, description="[input, output] price per million prompt and completion tokens; cost = what a generation's tokens cost at these prices ([0, 0] = free).")
+    # operational knobs of the http backend: they never change a result
+    timeout_s: float = Field(default=120.0, gt=0, description="backend http: timeout of one request in seconds.")
+    concurrency: int = Field(default=4, ge=1, le=256, description="backend http: requests in flight at once.")
+    retries: int = Field(default=3, ge=0, le=20, description="backend http: retries per request (429/408/5xx/timeouts/refused, backoff honouring Retry-After).")
+    max_failures: int = Field(default=10, ge=1, le=10_000, description="backend http: circuit breaker: this many failed requests in a row stop the stage (finished shards kept; rerun resumes).")
+
+    def sampling(self) -> dict[str, Any]:
+        """The knobs that decide the samples (a cache key): not the budget, prices or http operations."""
+        return self.model_dump(mode="json", exclude=set(OPERATIONAL) | {"max_tokens_total", "price_per_mtok"})
+
+    @field_validator("price_per_mtok")
+    @classmethod
+    def _prices(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("prices must be >= 0: [input, output] per million tokens")
+        return value
+
+    @model_validator(mode="after")
+    def _writer(self) -> GenerateParams:
+        if self.backend == "http":
+            if self.source != "teacher":
+                raise ValueError("generate.backend = http samples a fixed served model: set generate.source: teacher "
+                                 "(the self loop samples its own last model with backend local or vllm)")
+            if not (self.base_url and self.model):
+                raise ValueError("generate.backend = http needs generate.base_url and generate.model")
+            if self.teacher:
+                raise ValueError("generate.teacher is for the local and vllm backends; with http the teacher is "
+                                 "generate.model at generate.base_url: set generate.teacher: null")
+            if (self.route == "chat") != (self.prompt == "template"):
+                raise ValueError(f"generate.route = {self.route} does not fit generate.prompt = {self.prompt}: "
+                                 "chat sends a template instruction, completions a bos or prefix prompt")
+        elif self.source == "teacher" and not self.teacher:
+            raise ValueError(f"generate.source = teacher with backend {self.backend} needs generate.teacher "
+                             "(a .gguf file, a model folder or a hub id)")
+        if self.source == "self" and self.teacher:
+            raise ValueError("generate.teacher is set but generate.source = self; set source: teacher or teacher: null")
+        return self
 
 
 class GradeParams(_Section):
@@ -153,6 +214,7 @@ class GradeParams(_Section):
     judge_timeout_s: float = Field(gt=0, description="judge http: timeout of one request in seconds.")
     judge_concurrency: int = Field(ge=1, le=256, description="judge http: requests in flight at once.")
     judge_retries: int = Field(ge=0, le=20, description="judge http: retries per request (429/5xx/timeouts, with backoff honouring Retry-After).")
+    judge_max_failures: int = Field(default=10, ge=1, le=10_000, description="judge http: circuit breaker: this many failed requests in a row stop the stage (finished shards kept; rerun resumes).")
     judge_rule: Literal["threshold", "top"] = Field(description="judge: threshold (keep scores >= judge_min_score) or top (keep the judge_fraction best-scored samples).")
     judge_min_score: float = Field(ge=1, le=10, description="judge threshold: keep samples the judge scores at least this (1-10).")
     judge_fraction: float = Field(gt=0, le=1, description="judge top: share of the scored samples kept (ties by order).")
@@ -285,8 +347,9 @@ class Params(_Section):
                 raise ValueError("train.method = lora adapts a pretrained model; set model.source to one, or use full")
             if t.steps0 == 0:
                 raise ValueError("train.steps0 = 0 keeps a pretrained model as it is; a scratch model must train (null or >= 1)")
-            if g.prompt == "template":
-                raise ValueError("generate.prompt = template needs a chat template, which only a pretrained model.source has")
+            if g.prompt == "template" and g.source == "self":
+                raise ValueError("generate.prompt = template needs a chat template, which only a pretrained model.source "
+                                 "or a teacher (generate.source: teacher) has")
         if g.prompt == "template" and not (g.template and g.topics):
             raise ValueError("generate.prompt = template needs generate.template and generate.topics (text files)")
         return self
@@ -298,7 +361,7 @@ class Params(_Section):
         if self.train.block_size > self.model.context:
             raise ValueError(f"train.block_size ({self.train.block_size}) exceeds model.context ({self.model.context})")
         prompt = 1 + (self.generate.prompt_tokens if self.generate.prompt == "prefix" else 0)  # EOS + prefix
-        if prompt + self.generate.max_new_tokens > self.model.context:
+        if self.generate.source == "self" and prompt + self.generate.max_new_tokens > self.model.context:
             raise ValueError(
                 f"generate.max_new_tokens ({self.generate.max_new_tokens}) plus the prompt ({prompt}) "
                 f"exceeds model.context ({self.model.context}); lower it or raise model.context")

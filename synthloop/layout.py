@@ -76,6 +76,10 @@ class Layout:
     def graded(self, k: int | str) -> Path:
         return self.gen(k) / "graded.jsonl"
 
+    def generate_stats(self, k: int | str) -> Path:
+        """Generation k's tokens spent, their cost, whether the budget stopped it (generate)."""
+        return self.gen(k) / "generate.json"
+
     def grade_stats(self, k: int | str) -> Path:
         return self.gen(k) / "grade.json"
 

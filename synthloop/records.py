@@ -5,7 +5,8 @@ A row is a JSON object (one line of a .jsonl file):
   text        the document
   source      "real" or "synthetic"
   generation  0 for real text, k for text sampled to train generation k
-  parent      generation of the model that wrote it (None for real text)
+  parent      generation of the model that wrote it (None for real text and a teacher's)
+  writer      who wrote it: "gen<k-1>" (self) or "teacher:<generate.teacher | model@url>" (synthetic rows)
   prompt      the prompt it was sampled from ("" for bos)
   scores      grader outputs, e.g. {"self_ppl": 87.1, "repetition": 0.02}
   kept        the grader's decision (synthetic rows after grading)
@@ -23,6 +24,7 @@ class Row(TypedDict, total=False):
     source: Literal["real", "synthetic"]
     generation: int
     parent: int | None
+    writer: str
     prompt: str
     scores: dict[str, float]
     kept: bool
@@ -41,13 +43,15 @@ def real_row(n: int, text: str) -> Row:
     }
 
 
-def sample_row(gen: int, n: int, text: str, prompt: str) -> Row:
+def sample_row(gen: int, n: int, text: str, prompt: str, writer: str | None = None, parent: int | None = -1) -> Row:
+    """A synthetic row; by default written by generation gen-1's model (the self loop)."""
     return {
         "id": f"g{gen}:{n}",
         "text": text,
         "source": "synthetic",
         "generation": gen,
-        "parent": gen - 1,
+        "parent": gen - 1 if parent == -1 else parent,
+        "writer": writer or f"gen{gen - 1}",
         "prompt": prompt,
         "scores": {},
     }

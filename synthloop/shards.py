@@ -56,6 +56,7 @@ def run_in_shards(
     unit: str = "doc",
     after_shard: Callable[[int], None] | None = None,
     final: Callable[[dict[str, Any]], bool] | None = None,
+    stop: Callable[[list[list[dict[str, Any]]]], bool] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """[fn(0), fn(1), ...], each shard computed once and resumable; shard i has sizes[i] rows.
 
@@ -65,6 +66,8 @@ def run_in_shards(
     `after_shard(i)` runs once shard i is safely on disk (a kill point for the tests).
     `final(row)` False (e.g. a request that failed) keeps the shard off the disk: it is
     returned for this run and computed again by the next one, never cached as a result.
+    `stop(shards so far)` True after a shard (a spent budget) ends the run there: fewer shards
+    come back, the same ones on a resumed run.
     """
     folder.mkdir(parents=True, exist_ok=True)
     _prepare(folder, key, sizes)
@@ -93,6 +96,9 @@ def run_in_shards(
                 raise ValueError(f"{path}: {len(shard)} rows for {size} items; delete {folder} and rerun")
             shards.append(shard)
             bar.update(size)
+            if stop and stop(shards):
+                log.info("%s: stopped after shard %d of %d (budget reached)", desc, i + 1, len(sizes))
+                break
     return shards
 
 

@@ -135,12 +135,14 @@ def sample(
     shards: Path | None = None,
     settings: str = "",
     after_shard: Callable[[int], None] | None = None,
-) -> list[list[int]]:
+    budget: int = 0,
+) -> list[list[int] | None]:
     """New tokens for each prompt (prompt excluded), cut at the first stop token.
 
     With `shards` (a folder), every finished batch is written there as it completes and a
     rerun with the same prompts, settings and seed reads it back instead of sampling it
     again; `settings` must name whatever else decides the tokens (the model's weights).
+    `budget` > 0: stop after the batch whose new tokens reach it; unsampled prompts get None.
     """
     make = forward_factory(model, cfg, stop)
     batches = batches_by_length([len(p) for p in prompts], cfg.batch_size, equal=True)
@@ -158,9 +160,10 @@ def sample(
                 rows.append(one(b))
                 bar.update(len(batches[b]))
     else:
-        key = content_key(prompts, cfg.model_dump(mode="json"), seed, settings)
-        rows = run_in_shards(shards, key, [len(b) for b in batches], one, desc, after_shard=after_shard)
-    out: list[list[int]] = [[] for _ in prompts]
+        key = content_key(prompts, cfg.sampling(), seed, settings)
+        spent = (lambda done: sum(len(r["ids"]) for s in done for r in s) >= budget) if budget else None
+        rows = run_in_shards(shards, key, [len(b) for b in batches], one, desc, after_shard=after_shard, stop=spent)
+    out: list[list[int] | None] = [None for _ in prompts]
     for idx, shard in zip(batches, rows):
         for i, row in zip(idx, shard):
             out[i] = row["ids"]

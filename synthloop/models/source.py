@@ -26,10 +26,11 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 class Source:
     kind: str  # gguf, folder or hub
     where: str  # the file, the folder (absolute), or the hub id
-    given: str  # model.source as the user wrote it
+    given: str  # model.source (or generate.teacher) as the user wrote it
+    key: str = KEY  # the params key that named it
 
     def describe(self) -> str:
-        return f"{KEY} = {self.given}"
+        return f"{self.key} = {self.given}"
 
 
 def offline() -> bool:
@@ -38,21 +39,21 @@ def offline() -> bool:
     ) not in ("", "0")
 
 
-def resolve(source: str, root: Path) -> Source:
-    """What `model.source` names; a path that does not exist and is no hub id is one line."""
+def resolve(source: str, root: Path, key: str = KEY) -> Source:
+    """What `model.source` (or `key`) names; a path that does not exist and is no hub id is one line."""
     path = (root / source).expanduser()
     if path.is_file() or source.endswith(".gguf"):
         if not path.is_file():
-            raise DataError(f"{KEY} = {source}: no such file ({path}); run `make models` or fix the path")
+            raise DataError(f"{key} = {source}: no such file ({path}); run `make models` or fix the path")
         if path.suffix != ".gguf":
-            raise DataError(f"{KEY} = {source}: a file, but not .gguf; point it at a .gguf file or a model folder")
-        return Source("gguf", str(path.resolve()), source)
+            raise DataError(f"{key} = {source}: a file, but not .gguf; point it at a .gguf file or a model folder")
+        return Source("gguf", str(path.resolve()), source, key)
     if path.is_dir():
-        return Source("folder", str(path.resolve()), source)
+        return Source("folder", str(path.resolve()), source, key)
     looks_like_path = source.startswith(("/", ".", "~")) or source.count("/") > 1 or not HUB_ID.match(source)
     if looks_like_path:
-        raise DataError(f"{KEY} = {source}: no such file or folder ({path}); fix the path")
-    return Source("hub", source, source)
+        raise DataError(f"{key} = {source}: no such file or folder ({path}); fix the path")
+    return Source("hub", source, source, key)
 
 
 def _hub_cached(repo: str) -> bool:
@@ -160,3 +161,11 @@ def roles(hf_tok, model) -> tuple[int, tuple[int, ...]]:
     ends = model.generation_config.eos_token_id
     ends = [ends] if isinstance(ends, int) else list(ends or [])
     return int(sep), tuple(dict.fromkeys([int(sep), *(int(t) for t in [eos, *ends] if t is not None)]))
+
+
+def tok_of(hf_tok, model):
+    """The loop's Tok of a pretrained tokenizer: its document separator, end tokens and chat template."""
+    from . import lm
+
+    sep, stops = roles(hf_tok, model)
+    return lm.Tok(hf_tok.backend_tokenizer, sep, stops, getattr(hf_tok, "chat_template", None))

@@ -1,21 +1,35 @@
-"""generate: sample synthetic documents from the previous generation's model.
+"""generate: write generation k's synthetic documents.
 
+Who writes them (generate.source): the previous generation's model (self: the self-consuming
+loop) or one fixed teacher for every generation (distillation). Where it runs (generate.backend):
+in this process (local), vLLM's engine on a GPU (vllm), or an OpenAI-compatible server (http).
 Prompts (generate.prompt): the document separator alone (bos), a real document's first tokens
-(prefix), or the model's chat template around an instruction (template). Each row keeps its
-prompt (the prefix text or the instruction) as provenance; the sample is the new text only.
+(prefix), or a chat template around an instruction (template). Each row keeps its prompt and
+its writer as provenance; the sample is the new text only. Every generation records the prompt
+and completion tokens it spent (the server's usage fields, else the tokenizer's count), their
+cost at generate.price_per_mtok, and whether the budget generate.max_tokens_total stopped it.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 
 from .. import faults, io, prompts
 from ..models import lm
-from ..models.sampler import sample
 from ..records import sample_row
 from .context import StageContext
 from .table import stage_id
+
+
+@dataclass
+class Written:
+    texts: list[str]
+    prompts: list[str]  # each sample's prompt, as provenance
+    prompt_tokens: int
+    completion_tokens: int
+    budget_hit: bool
 
 
 def make_prompts(tok: lm.Tok, real_texts: list[str], n: int, mode: str, prompt_tokens: int, rng) -> list[list[int]]:
@@ -28,49 +42,132 @@ def make_prompts(tok: lm.Tok, real_texts: list[str], n: int, mode: str, prompt_t
     return [[tok.sep, *rng.choice(prefixes)] for _ in range(n)]
 
 
-def template_prompts(ctx: StageContext, tok: lm.Tok) -> tuple[list[list[int]], list[str]]:
-    """(prompt ids, instructions): the model's chat template around instructions from
-    generate.template with topics drawn from generate.topics."""
+def instructions(ctx: StageContext) -> list[str]:
+    """generate.template's instruction with topics drawn from generate.topics, one per sample."""
     template, topics = prompts.read(ctx.layout.root, ctx.params.generate)
-    said = prompts.instructions(template, topics, ctx.params.generate.num_samples, ctx.rng("prompts"))
-    return lm.chat_prompts(tok, said), said
+    return prompts.instructions(template, topics, ctx.params.generate.num_samples, ctx.rng("prompts"))
+
+
+def prompt_ids(ctx: StageContext, tok: lm.Tok) -> tuple[list[list[int]], list[str]]:
+    """(token ids, provenance text) of every sample's prompt, in the writer's tokenizer."""
+    g = ctx.params.generate
+    if g.prompt == "template":
+        said = instructions(ctx)
+        return lm.chat_prompts(tok, said), said
+    real = [r["text"] for r in io.read_rows(ctx.layout.real_train)] if g.prompt == "prefix" else []
+    ids = make_prompts(tok, real, g.num_samples, g.prompt, g.prompt_tokens, ctx.rng("prompts"))
+    return ids, lm.decode(tok, [pr[1:] for pr in ids])
+
+
+def writer(ctx: StageContext, device) -> tuple[object, lm.Tok, str, str]:
+    """(model, tokenizer, what decides its samples, provenance name) of the local writer."""
+    p, lay, k = ctx.params, ctx.layout, ctx.gen
+    if p.generate.source == "self":
+        path = lay.model(k - 1)
+        return lm.load_model(path, device), lm.load_tokenizer(lay.tokenizer), io.weights_md5(path), f"gen{k - 1}"
+    from ..models import source
+
+    src = source.resolve(p.generate.teacher, lay.root, "generate.teacher")
+    model, hf_tok = source.load(src)
+    digest = io.md5_file(src.where) if src.kind == "gguf" else io.weights_md5(src.where) if src.kind == "folder" else ""
+    return model.to(device), source.tok_of(hf_tok, model), f"{src.where}|{digest}", f"teacher:{p.generate.teacher}"
+
+
+def in_process(ctx: StageContext) -> tuple[Written, str]:
+    """Samples from a model loaded here: torch (local) or vLLM's engine (vllm)."""
+    from ..models.sampler import sample
+
+    g, lay, k = ctx.params.generate, ctx.layout, ctx.gen
+    device = lm.setup_torch(ctx.params.compute)
+    model, tok, settings, name = writer(ctx, device)
+    ids, texts = prompt_ids(ctx, tok)
+    if g.backend == "vllm":
+        from ..backends.vllm import Engine
+
+        where = str(lay.model(k - 1)) if g.source == "self" else settings.split("|")[0]
+        new = Engine(where, ctx.seed("generate"), lm.context_length(model)).sample(
+            ids, g, tok.stops, ctx.seed("generate")
+        )
+    else:
+        # finished batches are kept in shards: a killed generate resumes at the first missing batch
+        new = sample(
+            model,
+            ids,
+            g,
+            tok.stops,
+            ctx.seed("generate"),
+            device,
+            desc=f"gen {k}: sampling",
+            shards=lay.sample_shards(k),
+            settings=settings,
+            after_shard=lambda b: faults.point("mid:" + stage_id("generate", k)) if b == 0 else None,
+            budget=g.max_tokens_total,
+        )
+    done = [i for i, row in enumerate(new) if row is not None]
+    return Written(
+        lm.decode(tok, [new[i] for i in done]),
+        [texts[i] for i in done],
+        sum(len(ids[i]) for i in done),
+        sum(len(new[i]) for i in done),
+        len(done) < len(ids),
+    ), name
+
+
+def over_http(ctx: StageContext) -> tuple[Written, str]:
+    """Samples from the teacher behind generate.base_url; prefixes are cut with the loop's tokenizer."""
+    from ..backends import remote
+
+    g, lay, k = ctx.params.generate, ctx.layout, ctx.gen
+    if g.prompt == "template":
+        texts = instructions(ctx)
+    else:
+        texts = prompt_ids(ctx, lm.load_tokenizer(lay.tokenizer))[1]
+    client = remote.client_of(g)
+    rows = remote.generate(
+        client,
+        remote.bodies(g, texts, ctx.seed("generate")),
+        g,
+        lay.sample_shards(k),
+        f"gen {k}: {g.model} at {g.base_url}",
+        after_shard=lambda b: faults.point("mid:" + stage_id("generate", k)) if b == 0 else None,
+    )
+    tok = None  # the loop's tokenizer counts tokens only for a server that sends no usage fields
+
+    def count(field: str, strings: list[str]) -> int:
+        nonlocal tok
+        if all(r[field] is not None for r in rows):
+            return sum(r[field] for r in rows)
+        tok = tok or lm.load_tokenizer(lay.tokenizer)
+        return sum(len(ids) for ids in lm.encode(tok, strings))
+
+    out = [r["text"] for r in rows]
+    used = Written(
+        out,
+        texts[: len(rows)],
+        count("prompt_tokens", texts[: len(rows)]),
+        count("completion_tokens", out),
+        len(rows) < len(texts),
+    )
+    return used, f"teacher:{g.model}@{g.base_url}"
 
 
 def run(ctx: StageContext) -> dict[str, float]:
-    p, lay, k = ctx.params, ctx.layout, ctx.gen
-    device = lm.setup_torch(p.compute)
-    tok = lm.load_tokenizer(lay.tokenizer)
-    model = lm.load_model(lay.model(k - 1), device)
-    if p.generate.prompt == "template":
-        prompt_ids, prompt_texts = template_prompts(ctx, tok)
-    else:
-        real = [r["text"] for r in io.read_rows(lay.real_train)] if p.generate.prompt == "prefix" else []
-        prompt_ids = make_prompts(
-            tok, real, p.generate.num_samples, p.generate.prompt, p.generate.prompt_tokens, ctx.rng("prompts")
-        )
-        prompt_texts = lm.decode(tok, [pr[1:] for pr in prompt_ids])
+    g, lay, k = ctx.params.generate, ctx.layout, ctx.gen
     start = time.perf_counter()
-    # finished batches are kept in shards: a killed generate resumes at the first missing batch
-    new = sample(
-        model,
-        prompt_ids,
-        p.generate,
-        tok.stops,
-        ctx.seed("generate"),
-        device,
-        desc=f"gen {k}: sampling",
-        shards=lay.sample_shards(k),
-        settings=io.weights_md5(lay.model(k - 1)),
-        after_shard=lambda b: faults.point("mid:" + stage_id("generate", k)) if b == 0 else None,
-    )
+    written, name = over_http(ctx) if g.backend == "http" else in_process(ctx)
     seconds = time.perf_counter() - start
-    texts = lm.decode(tok, new)
-    io.write_rows(lay.synthetic(k), (sample_row(k, i, t, pt) for i, (t, pt) in enumerate(zip(texts, prompt_texts))))
+    parent = k - 1 if g.source == "self" else None
+    rows = (sample_row(k, i, t, pt, name, parent) for i, (t, pt) in enumerate(zip(written.texts, written.prompts)))
+    io.write_rows(lay.synthetic(k), rows)
     shutil.rmtree(lay.sample_shards(k), ignore_errors=True)  # synthetic.jsonl now holds what they held
-    n_tokens = sum(len(ids) for ids in new)
-    return {
-        "n_generated": len(texts),
-        "n_empty": sum(not t.strip() for t in texts),
-        "gen_tokens": n_tokens,
-        "gen_tokens_per_s": n_tokens / max(seconds, 1e-9),
+    price_in, price_out = g.price_per_mtok
+    stats = {
+        "n_generated": len(written.texts),
+        "n_empty": sum(not t.strip() for t in written.texts),
+        "prompt_tokens": written.prompt_tokens,
+        "completion_tokens": written.completion_tokens,
+        "cost": (written.prompt_tokens * price_in + written.completion_tokens * price_out) / 1e6,
+        "budget_hit": int(written.budget_hit),
     }
+    io.write_json(lay.generate_stats(k), stats)  # deterministic numbers only: DVC records this file
+    return {**stats, "gen_tokens_per_s": written.completion_tokens / max(seconds, 1e-9)}

@@ -74,8 +74,7 @@ def pretrained(ctx: StageContext):
 
     src = source.resolve(ctx.params.model.source, ctx.layout.root)
     model, hf_tok = source.load(src)
-    sep, stops = source.roles(hf_tok, model)
-    tok = lm.Tok(hf_tok.backend_tokenizer, sep, stops, getattr(hf_tok, "chat_template", None))
+    tok = source.tok_of(hf_tok, model)
     stats = {"n_params": lm.n_params(model), "context": lm.context_length(model)}
     origin = {"source": ctx.params.model.source, "kind": src.kind, "where": src.where}
     if src.kind == "gguf":

@@ -46,12 +46,17 @@ COLUMNS = [
     "synthetic_share",
     "synthetic_word_share",
     "n_generated",
+    "completion_tokens",
+    "prompt_tokens",
+    "cost",
+    "budget_hit",
     "n_kept",
     "kept_share",
     "sample_words_mean",
     "empty_share",
     *GRADER_COLUMNS,
 ]
+SPENT0 = {"completion_tokens": 0, "prompt_tokens": 0, "cost": 0.0, "budget_hit": 0}  # generation 0 generates nothing
 PLOTTED = [
     "test_ppl",
     "distinct_2",
@@ -67,7 +72,7 @@ PLOTTED = [
 def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
     rows = []
     for k in range(generations + 1):
-        row: dict[str, float] = {"generation": k, "n_generated": 0, "n_kept": 0, "kept_share": 1.0}
+        row: dict[str, float] = {"generation": k, "n_generated": 0, "n_kept": 0, "kept_share": 1.0, **SPENT0}
         for stage in table.GENERATION:  # every per-generation stage's numbers (stats files hold disjoint keys)
             if stage.stats and k >= stage.first:
                 row.update(io.read_json(table.stats_file(lay, stage, k)))

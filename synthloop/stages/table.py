@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError, Params
+from ..config import OPERATIONAL, ConfigError, Params
 from ..layout import Layout
 
 
@@ -84,10 +84,12 @@ TABLE: tuple[Stage, ...] = (
         "generate",
         1,
         reads=("real_train", "model:prev"),
-        writes=(Out("synthetic"),),
-        params=(*section("generate"), "loop.seed"),
-        code=("synthloop/models",),
+        writes=(Out("synthetic"), Out("generate_stats", cache=False)),
+        params=(*(k for k in section("generate") if k.split(".")[1] not in OPERATIONAL), "loop.seed"),
+        code=("synthloop/models", "synthloop/backends"),
+        stats="generate_stats",
         md5=("synthetic",),
+        artifacts=("generate_stats",),
     ),
     Stage(
         "grade",

@@ -99,7 +99,10 @@ def test_row_constructors_carry_provenance():
         "source": "synthetic",
         "generation": 4,
         "parent": 3,
+        "writer": "gen3",
         "prompt": "Once",
         "scores": {},
     }
+    teacher = sample_row(4, 7, "t", "Once", "teacher:smollm2@http://127.0.0.1:8080", None)
+    assert (teacher["parent"], teacher["writer"]) == (None, "teacher:smollm2@http://127.0.0.1:8080")
     assert share([], "real") == 0.0

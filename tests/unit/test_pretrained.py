@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from synthloop import prompts
-from synthloop.config import GenerateParams
+from synthloop.config import SELF_LOCAL, GenerateParams
 from synthloop.io import DataError
 from synthloop.models import lm, source
 from tests.llama import tiny_llama
@@ -75,7 +75,7 @@ def _gen(**kw) -> GenerateParams:
         num_samples=4, max_new_tokens=8, temperature=1.0, top_k=0, top_p=1.0, prompt="template",
         prompt_tokens=4, template="t.txt", topics="topics.txt", batch_size=4,
     )  # fmt: skip
-    return GenerateParams(**{**base, **kw})
+    return GenerateParams(**{**SELF_LOCAL, **base, **kw})
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthloop.config import GenerateParams, ModelParams
+from synthloop.config import SELF_LOCAL, GenerateParams, ModelParams
 from synthloop.models.fast import GPT2Decoder
 from synthloop.models.lm import build_model
 from synthloop.models.sampler import Cached, decode, pick, sample
@@ -50,7 +50,7 @@ def gen_cfg(**kw) -> GenerateParams:
         topics=None,
         batch_size=8,
     )
-    return GenerateParams(**{**base, **kw})
+    return GenerateParams(**{**SELF_LOCAL, **base, **kw})
 
 
 @pytest.mark.parametrize("kw", [{"top_k": 1}, {}, {"temperature": 0.7, "top_k": 10}, {"top_p": 0.8}])
