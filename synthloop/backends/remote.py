@@ -18,7 +18,7 @@ from ..config import GenerateParams
 from ..io import DataError
 from ..keys import content_key, derive_seed
 from ..shards import run_in_shards
-from .http import OpenAIClient, api_key
+from .http import OpenAIClient, api_key, check_endpoint
 
 WHAT, URL_KEY = "generate endpoint", "generate.base_url"
 
@@ -36,6 +36,11 @@ def client_of(cfg: GenerateParams) -> OpenAIClient:
         what=WHAT,
         url_key=URL_KEY,
     )
+
+
+def check(cfg: GenerateParams, client: OpenAIClient) -> None:
+    """The server answers and serves generate.model (when it lists its models): one line if not."""
+    check_endpoint(cfg.base_url, cfg.model, min(cfg.timeout_s, 10.0), client.key, URL_KEY, "generate.model")
 
 
 def bodies(cfg: GenerateParams, prompts: list[str], seed: int) -> list[dict]:

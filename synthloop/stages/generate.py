@@ -123,6 +123,7 @@ def over_http(ctx: StageContext) -> tuple[Written, str]:
     else:
         texts = prompt_ids(ctx, lm.load_tokenizer(lay.tokenizer))[1]
     client = remote.client_of(g)
+    remote.check(g, client)
     rows = remote.generate(
         client,
         remote.bodies(g, texts, ctx.seed("generate")),
