@@ -106,6 +106,9 @@ def generation_markdown(lay: Layout, k: int) -> str:
     samples = [r["text"] for r in io.read_rows(lay.samples(k))][:3]
     lines = [f"# Generation {k}", "", "| metric | value |", "|---|---|"]
     lines += [f"| {key} | {value:.4g} |" for key, value in metrics.items()]
+    if k >= 1:  # what writing its data took: tokens, their cost, whether the budget stopped it
+        spent = io.read_json(lay.generate_stats(k))
+        lines += [f"| generate.{key} | {value:.4g} |" for key, value in spent.items()]
     lines += ["", "## Samples", ""] + [f"> {s[:400]!s}".replace("\n", " ") + "\n" for s in samples]
     return "\n".join(lines)
 

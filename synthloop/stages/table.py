@@ -90,6 +90,7 @@ TABLE: tuple[Stage, ...] = (
         stats="generate_stats",
         md5=("synthetic",),
         artifacts=("generate_stats",),
+        chart="generate.",
     ),
     Stage(
         "grade",

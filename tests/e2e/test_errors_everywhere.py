@@ -1,4 +1,4 @@
-"""docs/errors.md's data cases where users meet them: `dvc repro`, a UI run and `synthloop sweep`
+"""docs/errors.md's data and writer cases where users meet them: `dvc repro`, a UI run and `synthloop sweep`
 (`synthloop stage` and `synthloop run`: tests/integration/test_bad_input.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from synthloop.config import parse_params
 from tests.conftest import REPO, copy_project, small_corpus
-from tests.integration.test_bad_input import DATA_CASES, case_project, documented
+from tests.integration.test_bad_input import DATA_CASES, WRITER_CASES, case_project, documented
 from tests.ui_proc import form_parameters, wait_final
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def project(tmp_path_factory):
     return copy_project(tmp_path_factory.mktemp("errors"))
 
 
-@pytest.mark.parametrize("case", DATA_CASES)
+@pytest.mark.parametrize("case", DATA_CASES + WRITER_CASES)  # the writer's: generate@1 says it (DVC reuses gen 0)
 def test_dvc_repro_shows_the_stages_one_line(case, corpus, project):
     case_project(case, corpus, project)
     out = sh(["dvc", "repro"], project)
@@ -51,7 +51,7 @@ def test_dvc_repro_shows_the_stages_one_line(case, corpus, project):
     assert "Traceback" not in log
 
 
-@pytest.mark.parametrize("case", DATA_CASES)
+@pytest.mark.parametrize("case", DATA_CASES + WRITER_CASES)
 def test_synthloop_sweep_says_it_in_one_line_before_any_loop(case, corpus, project):
     case_project(case, corpus, project, "sweep-base.yaml")
     out = sh(["synthloop", "sweep", "--grid", "mix.strategy=replace", "--params", "sweep-base.yaml"], project)
@@ -63,7 +63,7 @@ def test_ui_runs_fail_with_the_line_as_their_state_message(ui, corpus):
     from prefect.deployments import run_deployment
 
     runs = {}
-    for case in DATA_CASES:  # submitted together: each fails in its preflight, before a workspace exists
+    for case in DATA_CASES + WRITER_CASES:  # submitted together: each fails in its preflight, before a workspace exists
         params = parse_params(case_project(case, corpus, ui.project, params_name=None))
         runs[case] = run_deployment("loop/default", parameters=form_parameters(params), timeout=0).id
     for case, run_id in runs.items():

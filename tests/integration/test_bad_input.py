@@ -108,6 +108,28 @@ def model_files(kind: str):
 
 
 TEMPLATE = {"prompt": "template", "template": "t.txt", "topics": "topics.txt"}
+CLOSED_PORT = "http://127.0.0.1:9"  # the discard port: nothing listens there on these machines
+
+
+def http_teacher(**generate):
+    """generate.* of a teacher behind an OpenAI-compatible server (prefix prompts), plus changes."""
+
+    def change(raw: dict) -> None:
+        teacher = {
+            "source": "teacher",
+            "backend": "http",
+            "base_url": CLOSED_PORT,
+            "model": "smollm2",
+            "prompt": "prefix",
+        }
+        raw["generate"].update({**teacher, **generate})
+
+    return change
+
+
+def local_teacher(teacher: str):
+    return lambda raw: raw["generate"].update(source="teacher", teacher=teacher)
+
 
 # id -> (what, params change, files change, command, exit code)
 CASES = {
@@ -279,6 +301,24 @@ CASES = {
         "a prompt template with an unknown placeholder",
         lambda r: (pretrained("models/tiny")(r), r["generate"].update(TEMPLATE)),
         model_files("template"),
+        ["run"],
+        1,
+    ),
+    "http-self": ("the http backend for the self loop", http_teacher(source="self"), None, ["run"], 2),
+    "http-bos": ("a bos prompt sent to a server", http_teacher(prompt="bos"), None, ["run"], 2),
+    "teacher-unset": ("source teacher without generate.teacher", local_teacher(None), None, ["run"], 2),
+    "teacher-missing": (
+        "generate.teacher: a file that does not exist",
+        local_teacher("models/nope.gguf"),
+        None,
+        ["run"],
+        1,
+    ),
+    "endpoint-refused": ("generate.base_url: nothing listens there", http_teacher(), None, ["run"], 1),
+    "api-key-unset": (
+        "generate.api_key_env names an unset variable",
+        http_teacher(api_key_env="SYNTHLOOP_UNSET_KEY"),
+        None,
         ["run"],
         1,
     ),
@@ -486,6 +526,7 @@ def write_doc() -> None:
 
 NEED_TOKENIZER = ("corpus-tiny", "vocab-too-large")  # found by prepare, inside the run (one line too)
 DATA_CASES = [c for c, (_, _, _, args, _) in CASES.items() if args == ["stage", "prepare"] and c not in NEED_TOKENIZER]
+WRITER_CASES = ["teacher-missing", "endpoint-refused", "api-key-unset"]  # met by the generate stage, or its preflight
 
 
 @pytest.mark.parametrize("case", DATA_CASES)
