@@ -153,6 +153,13 @@ class GenerateParams(_Section):
         """The knobs that decide the samples (a cache key): not the budget, prices or http operations."""
         return self.model_dump(mode="json", exclude=set(OPERATIONAL) | {"max_tokens_total", "price_per_mtok"})
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
     @field_validator("price_per_mtok")
     @classmethod
     def _prices(cls, value: list[float]) -> list[float]:
@@ -208,7 +215,7 @@ class GradeParams(_Section):
     verifier_fraction: float = Field(gt=0, le=1, description="verifier top/resample: share of samples kept (resample: in expectation).")
     verifier_train_size: int = Field(ge=10, le=100_000, description="verifier: real training documents (cut to sample length) and generation-0 samples each, to train the real-vs-synthetic classifier once per loop.")
     judge_backend: Literal["local", "http"] = Field(description="judge: a local transformers causal LM (judge_model_dir) or an OpenAI-compatible HTTP endpoint (judge_base_url).")
-    judge_mode: Literal["generate", "logits"] = Field(description="judge local: generate a reply and parse SCORE, or logits: the expected digit after 'SCORE:' (always parses).")
+    judge_mode: Literal["generate", "logits"] = Field(description="judge: generate a reply and parse SCORE, or logits: the expected digit after 'SCORE:' (local: the model's logits; http: the top logprobs of one completions-route token, as llama.cpp and vLLM return them). Small models that cannot follow the rubric still score in logits mode.")
     judge_model_dir: str | None = Field(description="judge local: folder of the judge model (relative to the project), e.g. a transformers model with safetensors weights; 'gen0' = this loop's generation-0 model.")
     judge_base_url: str | None = Field(description="judge http: base URL of the OpenAI-compatible server (http://host:port or .../v1).")
     judge_model: str | None = Field(description="judge http: model name sent to the server.")
@@ -260,8 +267,9 @@ class GradeParams(_Section):
                 raise ValueError("grade.judge_model_dir is required when grade.judge_backend is local")
             if self.judge_backend == "http" and not (self.judge_base_url and self.judge_model):
                 raise ValueError("grade.judge_base_url and grade.judge_model are required when grade.judge_backend is http")
-            if self.judge_backend == "http" and self.judge_mode == "logits":
-                raise ValueError("grade.judge_mode = logits needs grade.judge_backend: local; use judge_mode: generate")
+            if self.judge_backend == "http" and self.judge_mode == "logits" and self.judge_route != "completions":
+                raise ValueError("grade.judge_mode = logits over http reads the next token's logprobs, which only the "
+                                 "completions route returns: set grade.judge_route: completions")
         return self
 
 

@@ -21,7 +21,7 @@ import os
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tenacity import (
     Retrying,
@@ -46,6 +46,7 @@ class Reply:
     detail: str = ""  # why it failed, or the malformed body (truncated, key redacted)
     prompt_tokens: int | None = None  # the server's usage fields, when it sends them
     completion_tokens: int | None = None
+    top_logprobs: dict[str, float] | None = None  # the first token's, when the request asked for logprobs
 
 
 def api_key(env_var: str | None, key: str) -> str | None:
@@ -136,18 +137,29 @@ class _Wait:
         return self.backoff(retry_state)
 
 
-def _parse(body: bytes, route: str) -> tuple[str | None, int | None, int | None]:
-    """(completion, prompt tokens, completion tokens) of an OpenAI-style body; text None if malformed."""
+def _top_logprobs(choice: dict) -> dict[str, float] | None:
+    """The completions route's first-token top logprobs ({token: logprob}), when present."""
+    try:
+        top = choice["logprobs"]["top_logprobs"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+    ok = isinstance(top, dict) and all(isinstance(v, int | float) for v in top.values())
+    return {str(k): float(v) for k, v in top.items()} if ok else None
+
+
+def _parse(body: bytes, route: str) -> Reply | None:
+    """The Reply of an OpenAI-style 200 body, or None when it is malformed."""
     try:
         data = json.loads(body)
         choice = data["choices"][0]
         text = choice["message"]["content"] if route == "chat" else choice["text"]
     except (ValueError, KeyError, IndexError, TypeError):
-        return None, None, None
-    usage = data.get("usage") if isinstance(data, dict) else None
-    usage = usage if isinstance(usage, dict) else {}
+        return None
+    if not isinstance(text, str):
+        return None
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     counts = [usage.get(k) if isinstance(usage.get(k), int) else None for k in ("prompt_tokens", "completion_tokens")]
-    return (text if isinstance(text, str) else None), *counts
+    return Reply(text, "ok", "", *counts, _top_logprobs(choice) if route == "completions" else None)
 
 
 class _Run:
@@ -279,7 +291,7 @@ class OpenAIClient:
         if code != 200:
             detail = " ".join(self.redact(resp.text).split())[:200]
             raise _Failure(f"HTTP {code}: {detail}" if detail else f"HTTP {code}", retry=code == 408)
-        text, prompt_tokens, completion_tokens = _parse(resp.content, self.route)
-        if text is None:
+        reply = _parse(resp.content, self.route)
+        if reply is None:
             return Reply(None, "malformed", self.redact(resp.text)[:DETAIL_CHARS])
-        return Reply(self.redact(text), "ok", "", prompt_tokens, completion_tokens)
+        return replace(reply, text=self.redact(reply.text))

@@ -7,6 +7,7 @@ model (judge_local.py) or an OpenAI-compatible server through the one HTTP clien
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from functools import cached_property
 from typing import Protocol
@@ -23,6 +24,8 @@ from .rules import Rule
 JUDGE_SHARD = 32  # samples per resumable shard of judge verdicts
 GEN0 = "gen0"  # grade.judge_model_dir: this loop's generation-0 model
 MAX_TOKENS = 128  # reply length asked of an HTTP judge
+CUE, TOP_LOGPROBS = "SCORE: ", 20  # logits mode over HTTP: the digit is the next token, among the top 20
+DIGITS = {str(d) for d in range(1, 10)}
 
 
 class Judge(Protocol):
@@ -30,15 +33,22 @@ class Judge(Protocol):
 
 
 class HttpJudge:
-    """The rubric sent to an OpenAI-compatible endpoint, one request per sample."""
+    """The rubric sent to an OpenAI-compatible endpoint, one request per sample.
 
-    def __init__(self, client: OpenAIClient):
-        self.client = client
+    mode generate: the judge writes a reply ending in SCORE: n, parsed. mode logits (completions
+    route): the prompt ends in the cue "SCORE: ", one token is asked for with its top logprobs,
+    and the score is the expected digit 1-9 under them (renormalised over the digits present):
+    what the local judge's logits mode computes, from what a server returns."""
+
+    def __init__(self, client: OpenAIClient, mode: str = "generate"):
+        self.client, self.mode = client, mode
 
     def __repr__(self) -> str:
-        return f"HttpJudge({self.client!r})"
+        return f"HttpJudge({self.client!r}, mode={self.mode!r})"
 
     def _body(self, text: str) -> dict:
+        if self.mode == "logits":
+            return {"prompt": build_prompt(text) + CUE, "max_tokens": 1, "temperature": 0, "logprobs": TOP_LOGPROBS}
         body = {"temperature": 0, "max_tokens": MAX_TOKENS}
         if self.client.route == "chat":
             return {**body, "messages": build_messages(text)}
@@ -49,6 +59,8 @@ class HttpJudge:
             return Verdict(None, "error", reply.detail)
         if reply.status == "malformed":
             return Verdict(None, "unparsed", reply.detail[:REPLY_CHARS])
+        if self.mode == "logits":
+            return expected_digit(reply.top_logprobs)
         answer = reply.text
         if self.client.route == "completions" and answer.startswith(build_prompt(text)):
             answer = answer[len(build_prompt(text)) :]  # a server that echoes the prompt: keep the reply only
@@ -57,6 +69,22 @@ class HttpJudge:
     def judge(self, texts: list[str]) -> list[Verdict]:
         replies = self.client.complete([self._body(t) for t in texts])
         return [self._verdict(t, r) for t, r in zip(texts, replies)]
+
+
+def expected_digit(top: dict[str, float] | None) -> Verdict:
+    """The expected digit 1-9 under a next-token distribution's top logprobs (" 7" counts as "7")."""
+    if not top:
+        return Verdict(None, "unparsed", "no logprobs in the reply; the server must return them (llama.cpp, vLLM)")
+    probs: dict[int, float] = {}
+    for token, logprob in top.items():
+        if token.strip() in DIGITS:
+            probs[int(token.strip())] = probs.get(int(token.strip()), 0.0) + math.exp(logprob)
+    if not probs:
+        return Verdict(None, "unparsed", f"no digit among the top {len(top)} next tokens")
+    total = sum(probs.values())
+    score = sum(d * p for d, p in probs.items()) / total
+    shown = " ".join(f"{d}:{p / total:.3f}" for d, p in sorted(probs.items()))
+    return Verdict(round(score, 4), "ok", f"expected {score:.4f} over p({shown})"[:REPLY_CHARS])
 
 
 def make_judge(cfg: GradeParams, model_dir: str | None, device: str) -> Judge:
@@ -77,9 +105,11 @@ def make_judge(cfg: GradeParams, model_dir: str | None, device: str) -> Judge:
             cfg.judge_timeout_s,
             cfg.judge_concurrency,
             cfg.judge_retries,
+            max_failures=cfg.judge_max_failures,
             what="judge endpoint",
             url_key="grade.judge_base_url",
-        )
+        ),
+        cfg.judge_mode,
     )
 
 

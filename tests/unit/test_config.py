@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from synthloop.config import STRATEGIES, ConfigError, Params, flatten, load_params
+from synthloop.config import STRATEGIES, ConfigError, Params, flatten, load_params, parse_params
+from tests.conftest import REPO
 
 
 def _set(raw: dict, dotted: str, value) -> dict:
@@ -153,3 +154,56 @@ def test_grade_steps_any_order_each_at_most_once(raw, tmp_path, steps):
 def test_default_grading_is_filters_then_self_without_a_rule(root):
     grade = load_params(root / "params.yaml").grade
     assert grade.steps == ["filters", "self"] and grade.self_rule == "none" and grade.max_garbage == 1.0
+
+
+@pytest.mark.parametrize(
+    "generate, message",
+    [
+        ({"backend": "http", "source": "teacher", "prompt": "prefix"}, "needs generate.base_url and generate.model"),
+        (
+            {"backend": "http", "source": "teacher", "prompt": "prefix", "base_url": "localhost:8080", "model": "m"},
+            "generate.base_url = 'localhost:8080': must start with http://",
+        ),
+        (
+            {
+                "backend": "http",
+                "source": "teacher",
+                "prompt": "prefix",
+                "base_url": "http://h",
+                "model": "m",
+                "route": "chat",
+            },
+            "generate.route = chat does not fit generate.prompt = prefix",
+        ),
+        (
+            {
+                "backend": "http",
+                "source": "teacher",
+                "prompt": "prefix",
+                "base_url": "http://h",
+                "model": "m",
+                "teacher": "t",
+            },
+            "generate.teacher is for the local and vllm backends",
+        ),
+        ({"teacher": "models/t.gguf"}, "generate.teacher is set but generate.source = self"),
+        ({"price_per_mtok": [1.0]}, "generate.price_per_mtok"),
+        ({"price_per_mtok": [1.0, -2.0]}, "prices must be >= 0"),
+        ({"max_tokens_total": -1}, "generate.max_tokens_total = -1"),
+    ],
+)
+def test_writer_params_fail_with_one_line(generate, message):
+    raw = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())
+    raw["generate"].update(generate)
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw, "params.yaml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_teacher_may_use_template_prompts_with_a_scratch_student():
+    raw = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())
+    raw["generate"].update(source="teacher", teacher="models/t.gguf", prompt="template", template="t", topics="u")
+    assert parse_params(raw).generate.prompt == "template"
+    raw["generate"].update(source="self", teacher=None)
+    with pytest.raises(ConfigError, match="only a pretrained model.source or a teacher"):
+        parse_params(raw)

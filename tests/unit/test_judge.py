@@ -140,7 +140,7 @@ HTTP = {
         ({"judge_backend": "cloud"}, "grade.judge_backend = 'cloud' is not allowed"),
         ({"judge_backend": "local"}, "grade.judge_model_dir is required when grade.judge_backend is local"),
         ({"judge_mode": "sample"}, "grade.judge_mode = 'sample' is not allowed"),
-        ({"judge_mode": "logits"}, "grade.judge_mode = logits needs grade.judge_backend: local"),
+        ({"judge_mode": "logits"}, "grade.judge_mode = logits over http reads the next token's logprobs"),
         ({"judge_base_url": None}, "grade.judge_base_url and grade.judge_model are required"),
         ({"judge_base_url": "127.0.0.1:8000"}, "grade.judge_base_url = '127.0.0.1:8000': must start with http://"),
         ({"judge_model": None}, "grade.judge_base_url and grade.judge_model are required"),
@@ -320,3 +320,15 @@ def test_failed_rows_are_never_stored_and_the_next_run_asks_again(tmp_path):
     again = score_in_shards(ITEMS, flaky, tmp_path, 3, "judge", final=final)
     assert calls == [ITEMS[3:6]]  # only the shard that failed is asked again
     assert all(r["status"] == "ok" for r in again) and shard_path(tmp_path, 1).is_file()
+
+
+def test_logits_over_http_is_the_expected_digit_of_the_top_logprobs():
+    import math
+
+    from synthloop.graders.judge import expected_digit
+
+    top = {"1": math.log(0.2), " 1": math.log(0.1), "9": math.log(0.3), "²": -0.1, "\n": math.log(0.4)}
+    v = expected_digit(top)  # digits 1 (0.3) and 9 (0.3) renormalised: 5.0; '²' and newline ignored
+    assert (v.score, v.status) == (5.0, "ok") and v.reply.startswith("expected 5.0000 over p(1:0.500 9:0.500)")
+    assert expected_digit({"a": -1.0}).status == "unparsed"
+    assert expected_digit(None).status == "unparsed"
