@@ -46,6 +46,26 @@ def _offline_env(tmp_path_factory):
             os.environ[k] = v
 
 
+GGUF = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"  # `make models` (make test fetches it)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server for SmolLM2 (what `synthloop serve` starts), shared by the session."""
+    from synthloop.backends.serve import LlamaServer
+
+    with LlamaServer(GGUF, "smollm2", free_port(), tmp_path_factory.mktemp("llama")) as server:
+        yield server
+
+
 def tiny_params(corpus: Path, test_corpus: Path | None, **overrides: dict) -> dict:
     """profiles/tiny.yaml pointed at the given corpus, with section overrides."""
     raw = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())

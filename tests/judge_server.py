@@ -80,12 +80,21 @@ class JudgeServer:
     `answer(request)` decides each reply; every request is recorded in `requests`.
     """
 
-    def __init__(self, answer: Callable[[Request], Reply]):
-        self.answer, self.requests = answer, []
+    def __init__(self, answer: Callable[[Request], Reply], models: list[str] | None = None):
+        self.answer, self.requests, self.models = answer, [], models
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802 (/v1/models lists `models`; 404 when None)
+                found = server.models is not None and self.path.endswith("/v1/models")
+                body = json.dumps({"data": [{"id": m} for m in server.models or []]} if found else {}).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def do_POST(self):  # noqa: N802 (http.server's name)
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))

@@ -162,24 +162,31 @@ def _parse(body: bytes, route: str) -> Reply | None:
     return Reply(text, "ok", "", *counts, _top_logprobs(choice) if route == "completions" else None)
 
 
+class _Streak:
+    """Failed requests in a row, across `complete` calls (a stage sends one call per shard)."""
+
+    def __init__(self):
+        self.n, self.lock = 0, threading.Lock()
+
+
 class _Run:
     """Shared state of one `complete` call: the circuit breakers."""
 
-    def __init__(self, probe: int, max_failures: int):
+    def __init__(self, probe: int, max_failures: int, streak: _Streak):
         self.connected, self.probe, self.refused = False, probe, 0
-        self.max_failures, self.in_a_row, self.tripped = max_failures, 0, ""
-        self.abort, self._lock = threading.Event(), threading.Lock()
+        self.max_failures, self.streak, self.tripped = max_failures, streak, ""
+        self.abort = threading.Event()
 
     def done(self, failure: _Failure | None) -> None:
-        with self._lock:
+        with self.streak.lock:
             if failure is None:
-                self.in_a_row = 0
+                self.streak.n = 0
                 return
-            self.in_a_row += 1
+            self.streak.n += 1
             self.refused += failure.connect
             if failure.connect and not self.connected and self.refused >= self.probe:
                 self.abort.set()
-            elif self.in_a_row >= self.max_failures and not self.tripped:
+            elif self.streak.n >= self.max_failures and not self.tripped:
                 self.tripped = failure.why
                 self.abort.set()
 
@@ -203,7 +210,7 @@ class OpenAIClient:
         self.base_url, self.model, self.route, self.what, self.url_key = base_url, model, route, what, url_key
         self.url = f"{root}/v1/chat/completions" if route == "chat" else f"{root}/v1/completions"
         self.timeout_s, self.concurrency, self.retries, self.backoff_s = timeout_s, concurrency, retries, backoff_s
-        self.max_failures = max_failures
+        self.max_failures, self._streak = max_failures, _Streak()
         self._key = api_key  # only ever placed in the Authorization header
 
     def __repr__(self) -> str:  # never the key
@@ -223,7 +230,7 @@ class OpenAIClient:
         if not bodies:
             return []
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        state = _Run(probe=min(len(bodies), self.concurrency), max_failures=self.max_failures)
+        state = _Run(min(len(bodies), self.concurrency), self.max_failures, self._streak)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         with (
             httpx.Client(timeout=self.timeout_s, limits=limits, headers=headers) as client,
@@ -237,7 +244,7 @@ class OpenAIClient:
             )
         if state.tripped:
             raise DataError(
-                f"{self.what} {self.base_url}: {state.in_a_row} requests in a row failed (last: "
+                f"{self.what} {self.base_url}: {self._streak.n} requests in a row failed (last: "
                 f"{self.redact(state.tripped)[:120]}); stopped, finished work is kept: fix the server and rerun"
             )
         failed = Counter(r.detail for r in replies if r.status == "error")
