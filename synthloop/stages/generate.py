@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import faults, io, prompts
 from ..models import lm
@@ -69,7 +70,8 @@ def writer(ctx: StageContext, device) -> tuple[object, lm.Tok, str, str]:
 
     src = source.resolve(p.generate.teacher, lay.root, "generate.teacher")
     model, hf_tok = source.load(src)
-    digest = io.md5_file(src.where) if src.kind == "gguf" else io.weights_md5(src.where) if src.kind == "folder" else ""
+    where = Path(src.where)
+    digest = io.md5_file(where) if src.kind == "gguf" else io.weights_md5(where) if src.kind == "folder" else ""
     return model.to(device), source.tok_of(hf_tok, model), f"{src.where}|{digest}", f"teacher:{p.generate.teacher}"
 
 

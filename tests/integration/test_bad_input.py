@@ -322,6 +322,13 @@ CASES = {
         ["run"],
         1,
     ),
+    "vllm-no-cuda": (
+        "generate.backend = vllm on a machine without CUDA",
+        lambda raw: raw["generate"].update(backend="vllm"),
+        None,
+        ["run"],
+        1,
+    ),
     "tokenizer-missing": ("a stage run before prepare", None, None, ["stage", "train", "--gen", "0"], 1),
     "model-missing": (
         "a stage whose input model was never trained",
@@ -526,7 +533,12 @@ def write_doc() -> None:
 
 NEED_TOKENIZER = ("corpus-tiny", "vocab-too-large")  # found by prepare, inside the run (one line too)
 DATA_CASES = [c for c, (_, _, _, args, _) in CASES.items() if args == ["stage", "prepare"] and c not in NEED_TOKENIZER]
-WRITER_CASES = ["teacher-missing", "endpoint-refused", "api-key-unset"]  # met by the generate stage, or its preflight
+WRITER_CASES = [
+    "teacher-missing",
+    "endpoint-refused",
+    "api-key-unset",
+    "vllm-no-cuda",
+]  # met by the generate stage, or its preflight
 
 
 @pytest.mark.parametrize("case", DATA_CASES)

@@ -128,3 +128,43 @@ def test_the_prepare_stage_reports_a_bad_source_with_the_preflights_line(case, p
     assert result.exit_code == 1, result.output
     assert result.stderr.strip().replace(str(root), "<project>") == documented()[case][1]
     assert not (root / "data").exists()
+
+
+def test_a_fixed_local_teacher_writes_every_generation_for_a_scratch_student(project, ui):
+    """generate.source: teacher, backend local: the tiny Llama (its own tokenizer and chat template)
+    writes both generations' data for a scratch GPT-2; its tokens are counted, the budget stops it."""
+    from flows.loop import loop
+
+    root, (train, test) = project
+    raw = tiny_params(
+        train,
+        test,
+        loop={"chain": {"1": 0, "2": 1}},
+        generate={
+            "source": "teacher",
+            "teacher": "models/tiny",
+            "prompt": "template",
+            "template": "prompts/fairytale.txt",
+            "topics": "prompts/topics.txt",
+            "batch_size": 16,
+            "max_tokens_total": 1000,
+            "price_per_mtok": [1.0, 3.0],
+        },  # fmt: skip
+        tracking={"uri": f"sqlite:///{root / 'mlflow.db'}"},
+    )
+    write_params(root, raw, "teacher.yaml")
+    state = loop("teacher.yaml", root=str(root), return_state=True)
+    assert state.is_completed(), state.message
+    p = load_params(root / "teacher.yaml")
+    lay = Layout.of(p, root)
+    assert lm.load_tokenizer(lay.tokenizer).vocab_size == p.tokenizer.vocab_size  # the student's own BPE
+    for k in (1, 2):
+        rows = list(io.read_rows(lay.synthetic(k)))
+        spent = io.read_json(lay.generate_stats(k))
+        assert {r["writer"] for r in rows} == {"teacher:models/tiny"} and {r["parent"] for r in rows} == {None}
+        # an untrained Llama rarely ends a sample: a batch (<= 16 prompts of one length) spends up to 16 x 48
+        # tokens, so the budget of 1000 stops the generation after a few of the 64 prompts' batches
+        assert spent["budget_hit"] == 1 and 16 < len(rows) < 64 and 1000 <= spent["completion_tokens"] < 1000 + 16 * 48
+        assert spent["cost"] == pytest.approx((spent["prompt_tokens"] * 1.0 + spent["completion_tokens"] * 3.0) / 1e6)
+    first, second = ([r["text"] for r in io.read_rows(lay.synthetic(k))] for k in (1, 2))
+    assert first != second  # each generation draws its own seeds from the same teacher
