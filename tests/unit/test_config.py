@@ -15,7 +15,17 @@ def _set(raw: dict, dotted: str, value) -> dict:
     return raw
 
 
-@pytest.mark.parametrize("name, generations", [("params.yaml", 5), ("profiles/tiny.yaml", 2)])
+@pytest.mark.parametrize(
+    "name, generations",
+    [
+        ("params.yaml", 5),
+        ("profiles/tiny.yaml", 2),
+        ("profiles/science.yaml", 5),
+        ("profiles/smollm2.yaml", 3),
+        ("profiles/wikitext_smollm2.yaml", 3),
+        ("profiles/teacher_http.yaml", 3),
+    ],
+)
 def test_shipped_profiles_load(root, name, generations):
     params = load_params(root / name)
     assert isinstance(params, Params)
