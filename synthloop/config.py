@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .graders import REGISTRY
 
@@ -24,6 +24,15 @@ GRADERS = tuple(REGISTRY)  # grade.steps: every grader the grade stage knows
 
 class ConfigError(ValueError):
     """A user error in params: one line naming the key and what to do."""
+
+
+def _http_url(value: str | None) -> str | None:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+HttpUrl = Annotated[str | None, AfterValidator(_http_url)]  # a server's base URL, or null
 
 
 class _Section(BaseModel):
@@ -137,7 +146,7 @@ class GenerateParams(_Section):
     source: Literal["self", "teacher"] = Field(description="self: the previous generation's model writes generation k's data (the self-consuming loop); teacher: one fixed model writes every generation's data (distillation): generate.teacher with the local or vllm backend, the model behind generate.base_url with http.")
     teacher: str | None = Field(description="source = teacher with backend local or vllm: a .gguf file, a Hugging Face model folder or a hub id (as model.source); null otherwise.")
     backend: Literal["local", "http", "vllm"] = Field(description="local: sampled in this process (torch); http: an OpenAI-compatible server at generate.base_url (source = teacher; `synthloop serve` starts llama.cpp's); vllm: vLLM's offline engine in this process, on a CUDA GPU (pip install 'synthloop[gpu]').")
-    base_url: str | None = Field(description="backend http: the server's base URL (http://host:port or .../v1).")
+    base_url: HttpUrl = Field(description="backend http: the server's base URL (http://host:port or .../v1).")
     model: str | None = Field(description="backend http: the model name sent to the server (one it lists at /v1/models).")
     route: Literal["completions", "chat"] = Field(description="backend http: completions (/v1/completions: the bos or prefix prompt as text) or chat (/v1/chat/completions: generate.prompt = template, the instruction as the user's message).")
     api_key_env: str | None = Field(description="backend http: the environment variable holding the API key (null = no key); the key is never logged.")
@@ -152,13 +161,6 @@ class GenerateParams(_Section):
     def sampling(self) -> dict[str, Any]:
         """The knobs that decide the samples (a cache key): not the budget, prices or http operations."""
         return self.model_dump(mode="json", exclude=set(OPERATIONAL) | {"max_tokens_total", "price_per_mtok"})
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
 
     @field_validator("price_per_mtok")
     @classmethod
@@ -217,7 +219,7 @@ class GradeParams(_Section):
     judge_backend: Literal["local", "http"] = Field(description="judge: a local transformers causal LM (judge_model_dir) or an OpenAI-compatible HTTP endpoint (judge_base_url).")
     judge_mode: Literal["generate", "logits"] = Field(description="judge: generate a reply and parse SCORE, or logits: the expected digit after 'SCORE:' (local: the model's logits; http: the top logprobs of one completions-route token, as llama.cpp and vLLM return them). Small models that cannot follow the rubric still score in logits mode.")
     judge_model_dir: str | None = Field(description="judge local: folder of the judge model (relative to the project), e.g. a transformers model with safetensors weights; 'gen0' = this loop's generation-0 model.")
-    judge_base_url: str | None = Field(description="judge http: base URL of the OpenAI-compatible server (http://host:port or .../v1).")
+    judge_base_url: HttpUrl = Field(description="judge http: base URL of the OpenAI-compatible server (http://host:port or .../v1).")
     judge_model: str | None = Field(description="judge http: model name sent to the server.")
     judge_route: Literal["chat", "completions"] = Field(description="judge http: /v1/chat/completions or /v1/completions.")
     judge_api_key_env: str | None = Field(description="judge http: name of the environment variable holding the API key (null = no key); the key is never logged.")
@@ -243,13 +245,6 @@ class GradeParams(_Section):
         if repeated:
             raise ValueError(f"grader '{repeated[0]}' is listed twice; each grader runs at most once")
         return steps
-
-    @field_validator("judge_base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
 
     @model_validator(mode="after")
     def _band_ordered(self) -> GradeParams:
