@@ -240,7 +240,8 @@ class OpenAIClient:
         if not state.connected:
             raise DataError(
                 f"{self.what} {self.base_url} is unreachable: no request connected "
-                f"({self.retries} retries each); start the server or fix {self.url_key} and rerun: finished work is kept"
+                f"({self.retries} retries each); start the server or fix {self.url_key} "
+                "and rerun: finished work is kept"
             )
         if state.tripped:
             raise DataError(
