@@ -42,6 +42,20 @@ NOT_GEN0 = (
     "generate.top_p",
     "generate.num_samples",
     "generate.prompt",
+    # who writes the data and through what: generation 0 writes none
+    "generate.source",
+    "generate.teacher",
+    "generate.backend",
+    "generate.base_url",
+    "generate.model",
+    "generate.route",
+    "generate.api_key_env",
+    "generate.max_tokens_total",
+    "generate.price_per_mtok",
+    "generate.timeout_s",
+    "generate.concurrency",
+    "generate.retries",
+    "generate.max_failures",
     "train.init",
 )
 # knob columns every sweep summary carries, whatever the grid
@@ -52,6 +66,7 @@ KNOBS = (
     "generate.top_k",
     "generate.top_p",
     "generate.num_samples",
+    "generate.source",
     "grade.self_rule",
     "grade.self_fraction",
     "train.init",

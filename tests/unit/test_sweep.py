@@ -49,6 +49,14 @@ def test_generation_zero_is_shared_only_where_it_cannot_differ(base):
     assert params_hash(steps[0].params, drop=NOT_GEN0) != params_hash(steps[1].params, drop=NOT_GEN0)
 
 
+def test_self_and_teacher_arms_share_generation_zero(base):
+    teacher = {"generate.source": "teacher", "generate.teacher": "models/t.gguf", "generate.price_per_mtok": [1, 2]}
+    own, taught = plan(spec(seeds=[0], arms={"self": {}, "teacher": teacher}), base)
+    assert (own.params.generate.source, taught.params.generate.source) == ("self", "teacher")
+    assert params_hash(own.params, drop=NOT_GEN0) == params_hash(taught.params, drop=NOT_GEN0)
+    assert own.params.paths.data == taught.params.paths.data
+
+
 def test_unknown_override_key_names_it_with_a_hint(base):
     with pytest.raises(ConfigError, match=r"arm acc: unknown key 'mix.stratgy'; did you mean 'mix.strategy'\?"):
         plan(spec(arms={"acc": {"mix.stratgy": "accumulate"}}), base)
