@@ -205,7 +205,7 @@ class GradeParams(_Section):
     dedup_shingle: int = Field(ge=1, le=32, description="dedup: words per shingle (word n-gram size).")
     decontam_ngram: int = Field(ge=1, le=64, description="decontaminate: word n-gram size compared with the held-out real test split.")
     decontam_threshold: float = Field(ge=0, lt=1, description="decontaminate: drop samples whose share of word n-grams found in the test split exceeds this.")
-    self_rule: Literal["none", "threshold", "lowest", "highest", "band"] = Field(description="self: keep rule on each sample's perplexity under the model that wrote it.")
+    self_rule: Literal["none", "threshold", "lowest", "highest", "band"] = Field(description="self: keep rule on each sample's perplexity under the previous generation's model: the model that wrote it (generate.source: self), or the student a teacher writes for.")
     self_max_ppl: float = Field(gt=0, description="self threshold: keep samples with perplexity <= this.")
     self_fraction: float = Field(gt=0, le=1, description="self lowest/highest: keep this share of samples.")
     self_band_low: float = Field(ge=0, le=1, description="self band: lower perplexity quantile kept.")

@@ -10,7 +10,8 @@ from .rules import Rule
 
 
 class SelfGrader(Grader):
-    """Perplexity under the model that wrote the sample (generation k-1), kept by grade.self_rule."""
+    """Perplexity under generation k-1's model, kept by grade.self_rule: the model that wrote the
+    sample, or (generate.source: teacher) the student the teacher writes for."""
 
     name, audit_key = "self", "self_ppl"
 
