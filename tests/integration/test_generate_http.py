@@ -112,3 +112,33 @@ def test_a_server_failing_every_request_trips_the_breaker_with_one_line(reply, w
     assert message.startswith(f"generate endpoint {server.url}: 2 requests in a row failed (last: {why}")
     assert "\n" not in message and "rerun" in message
     assert len(server.requests) <= 4  # stopped: not 6 requests x 2 attempts
+
+
+def test_synthloop_serve_answers_then_stops_on_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import GGUF, REPO, free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "synthloop", "serve", str(GGUF), "--alias", "smollm2", "--port", str(port)]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert lines[1].startswith(f"serving {GGUF.name} as 'smollm2' at http://127.0.0.1:{port}/v1"), lines
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).json()["data"][0]["id"] == "smollm2"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and out.strip().startswith("stopped llama-server (pid"), (out, err)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+    missing = subprocess.run([*args[:4], "nope.gguf"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: nope.gguf: no such model file; run `make models` or pass a .gguf file"
