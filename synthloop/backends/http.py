@@ -187,7 +187,7 @@ class _Run:
             if failure.connect and not self.connected and self.refused >= self.probe:
                 self.abort.set()
             elif self.streak.n >= self.max_failures and not self.tripped:
-                self.tripped = failure.why
+                self.tripped = f"{self.streak.n} requests in a row failed (last: {failure.why[:120]})"
                 self.abort.set()
 
 
@@ -245,8 +245,8 @@ class OpenAIClient:
             )
         if state.tripped:
             raise DataError(
-                f"{self.what} {self.base_url}: {self._streak.n} requests in a row failed (last: "
-                f"{self.redact(state.tripped)[:120]}); stopped, finished work is kept: fix the server and rerun"
+                f"{self.what} {self.base_url}: {self.redact(state.tripped)}; stopped, finished work is kept: "
+                "fix the server and rerun"
             )
         failed = Counter(r.detail for r in replies if r.status == "error")
         if failed:

@@ -9,6 +9,7 @@ import pytest
 
 from synthloop import io
 from synthloop.config import GRADERS, parse_params
+from synthloop.io import DataError
 from synthloop.layout import Layout
 from synthloop.runner import run_stage
 from synthloop.stages.report import COLUMNS, GRADER_COLUMNS, summary_rows
@@ -161,7 +162,10 @@ def test_failed_http_judge_requests_are_asked_again_by_the_next_run(graded, tmp_
         )
         http = params.model_copy(update={"grade": grade})
         shutil.rmtree(lay.judge_shards(1), ignore_errors=True)
-        failed = run_stage("grade", http, root, 1)
+        with pytest.raises(DataError, match=r"judge endpoint .*: 10 requests in a row failed \(last: HTTP 503\)"):
+            run_stage("grade", http, root, 1)  # the breaker: judge_max_failures (10) failures in a row
+        lenient = params.model_copy(update={"grade": grade.model_copy(update={"judge_max_failures": 10_000})})
+        failed = run_stage("grade", lenient, root, 1)
         assert failed["judge_error"] == failed["judge_in"] > 0 and failed.get("judge_ok", 0) == 0
         assert not list(lay.judge_shards(1).rglob("shard-*.jsonl"))  # no failure was cached as a verdict
         state["up"] = True
