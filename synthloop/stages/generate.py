@@ -134,23 +134,18 @@ def over_http(ctx: StageContext) -> tuple[Written, str]:
         f"gen {k}: {g.model} at {g.base_url}",
         after_shard=lambda b: faults.point("mid:" + stage_id("generate", k)) if b == 0 else None,
     )
-    tok = None  # the loop's tokenizer counts tokens only for a server that sends no usage fields
-
-    def count(field: str, strings: list[str]) -> int:
-        nonlocal tok
-        if all(r[field] is not None for r in rows):
-            return sum(r[field] for r in rows)
-        tok = tok or lm.load_tokenizer(lay.tokenizer)
-        return sum(len(ids) for ids in lm.encode(tok, strings))
-
-    out = [r["text"] for r in rows]
-    used = Written(
-        out,
-        texts[: len(rows)],
-        count("prompt_tokens", texts[: len(rows)]),
-        count("completion_tokens", out),
-        len(rows) < len(texts),
-    )
+    out, sent = [r["text"] for r in rows], texts[: len(rows)]
+    counted = {
+        f: sum(r[f] for r in rows)
+        for f in ("prompt_tokens", "completion_tokens")
+        if all(r[f] is not None for r in rows)
+    }
+    if len(counted) < 2:  # a server without usage fields: the loop's tokenizer counts
+        tok = lm.load_tokenizer(lay.tokenizer)
+        counted = {
+            f: sum(map(len, lm.encode(tok, x))) for f, x in (("prompt_tokens", sent), ("completion_tokens", out))
+        }
+    used = Written(out, sent, counted["prompt_tokens"], counted["completion_tokens"], len(rows) < len(texts))
     return used, f"teacher:{g.model}@{g.base_url}"
 
 
