@@ -22,13 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import OPERATIONAL, ConfigError, Params
+from ..config import ConfigError, Params
 from ..layout import Layout
 
 
 def section(name: str) -> tuple[str, ...]:
-    """Every key of a params section (for a stage that reads all of it)."""
-    return tuple(f"{name}.{key}" for key in Params.model_fields[name].annotation.model_fields)
+    """Every key of a params section that can change a result (for a stage that reads all of it).
+    Keys with a Python default are operational (retries, timeouts, checkpoint cadence): params files
+    may leave them out, so DVC must not require them."""
+    fields = Params.model_fields[name].annotation.model_fields
+    return tuple(f"{name}.{key}" for key, field in fields.items() if field.is_required())
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ TABLE: tuple[Stage, ...] = (
         1,
         reads=("real_train", "model:prev"),
         writes=(Out("synthetic"), Out("generate_stats", cache=False)),
-        params=(*(k for k in section("generate") if k.split(".")[1] not in OPERATIONAL), "loop.seed"),
+        params=(*section("generate"), "loop.seed"),
         code=("synthloop/models", "synthloop/backends"),
         stats="generate_stats",
         md5=("synthetic",),
@@ -120,7 +123,7 @@ TABLE: tuple[Stage, ...] = (
         0,
         reads=("tokenizer", "train_set", "model:prev"),
         writes=(Out("model"),),
-        params=(*section("model"), *(k for k in section("train") if k != "train.checkpoint_every"), "loop.seed"),
+        params=(*section("model"), *section("train"), "loop.seed"),
         code=("synthloop/models",),
         artifacts=("model",),
     ),
