@@ -134,3 +134,37 @@ def test_grade_that_keeps_nothing_fails_and_writes_nothing(loop_run, tmp_path):
         run_stage("grade", strict, root, 1)
     assert lay.graded(1).read_bytes() == before
     assert not list(lay.gen(1).glob(".*.tmp"))
+
+
+def test_generate_over_http_counts_tokens_itself_when_the_server_sends_no_usage(loop_run, tmp_path):
+    """A server without `usage` fields: the loop's tokenizer counts prompt and completion tokens."""
+    import shutil
+
+    from synthloop.models import lm
+    from tests.judge_server import JudgeServer, Reply, completion
+
+    params, root, _, _, _ = loop_run
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy)
+    with JudgeServer(lambda req: Reply(body=completion("completions", " the king and the fox"))) as server:
+        http = params.model_copy(
+            update={
+                "generate": params.generate.model_copy(
+                    update={
+                        "source": "teacher",
+                        "backend": "http",
+                        "base_url": server.url,
+                        "model": "m",
+                        "prompt": "prefix",
+                    }
+                )
+            }
+        )
+        stats = run_stage("generate", http, copy, 1)
+    lay = Layout.of(http, copy)
+    rows = io.read_rows(lay.synthetic(1))
+    tok = lm.load_tokenizer(lay.tokenizer)
+    assert {r["text"] for r in rows} == {" the king and the fox"} and len(rows) == params.generate.num_samples
+    assert stats["completion_tokens"] == len(rows) * len(lm.encode(tok, [" the king and the fox"])[0])
+    assert stats["prompt_tokens"] == sum(len(ids) for ids in lm.encode(tok, [r["prompt"] for r in rows]))
+    assert io.read_json(lay.generate_stats(1))["completion_tokens"] == stats["completion_tokens"]
