@@ -80,6 +80,10 @@ def in_process(ctx: StageContext) -> tuple[Written, str]:
     from ..models.sampler import sample
 
     g, lay, k = ctx.params.generate, ctx.layout, ctx.gen
+    if g.backend == "vllm":
+        from ..backends.vllm import check
+
+        check()  # no CUDA, no vLLM: one line before any model loads
     device = lm.setup_torch(ctx.params.compute)
     model, tok, settings, name = writer(ctx, device)
     ids, texts = prompt_ids(ctx, tok)

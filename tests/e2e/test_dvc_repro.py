@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, SHARED, copy_project
+from tests.integration.test_bad_input import CASES, WRITER_CASES, documented
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -115,3 +117,22 @@ def test_changing_a_mix_param_reruns_only_the_stages_that_read_it(repro, tmp_pat
     assert json.loads((copy / "gens" / "1" / "mix.json").read_text())["synthetic_share"] < 1
     status = sh("dvc", "status", cwd=copy)
     assert "train@1" in status and "mix0" not in status  # downstream of the change only
+
+
+@pytest.mark.parametrize("case", WRITER_CASES)
+def test_a_bad_writer_is_the_generate_stages_one_line(case, repro, tmp_path):
+    """docs/errors.md's writer cases through `dvc repro` (in a copy: generation 0 is current, so
+    DVC goes straight to generate@1, which says the documented line)."""
+    project, _ = repro
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    (tmp_path / "shared").symlink_to(SHARED)
+    raw = yaml.safe_load((copy / "params.yaml").read_text())
+    CASES[case][1](raw)
+    (copy / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    out = subprocess.run(["dvc", "repro"], cwd=copy, env=env, capture_output=True, text=True, timeout=600)
+    log = out.stdout + out.stderr
+    line = documented()[case][1].replace("<project>", str(copy))
+    assert out.returncode != 0 and line in log.splitlines(), log[-3000:]
+    assert ran(log) == {"generate@1"} and "Traceback" not in log

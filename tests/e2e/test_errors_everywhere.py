@@ -1,4 +1,5 @@
-"""docs/errors.md's data and writer cases where users meet them: `dvc repro`, a UI run and `synthloop sweep`
+"""docs/errors.md's data and writer cases where users meet them: `dvc repro` (the writer cases:
+tests/e2e/test_dvc_repro.py), a UI run and `synthloop sweep`
 (`synthloop stage` and `synthloop run`: tests/integration/test_bad_input.py)."""
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def project(tmp_path_factory):
     return copy_project(tmp_path_factory.mktemp("errors"))
 
 
-@pytest.mark.parametrize("case", DATA_CASES + WRITER_CASES)  # the writer's: generate@1 says it (DVC reuses gen 0)
+@pytest.mark.parametrize("case", DATA_CASES)  # the writer cases: tests/e2e/test_dvc_repro.py (gen 0 done there)
 def test_dvc_repro_shows_the_stages_one_line(case, corpus, project):
     case_project(case, corpus, project)
     out = sh(["dvc", "repro"], project)
