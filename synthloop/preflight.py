@@ -74,16 +74,23 @@ def pretrained(params: Params, root: Path) -> int | None:
         from .models.lora import check_targets, module_names
 
         check_targets(params.train.lora_targets, module_names(model))
-    context, g = source.context_of(cfg), params.generate
+    context = source.context_of(cfg)
     if params.train.block_size > context:
         raise DataError(f"train.block_size ({params.train.block_size}) exceeds {src.describe()}'s context ({context})")
+    samples_fit(params, context, src.describe())
+    return sum(p.numel() for p in model.parameters())
+
+
+def samples_fit(params: Params, context: int, who: str) -> None:
+    """A prompt plus generate.max_new_tokens fits the writing model's context (template prompts:
+    their length is the chat template's, checked when they are built)."""
+    g = params.generate
     prompt = 1 + (g.prompt_tokens if g.prompt == "prefix" else 0)
     if g.prompt != "template" and prompt + g.max_new_tokens > context:
         raise DataError(
-            f"generate.max_new_tokens ({g.max_new_tokens}) plus the prompt ({prompt}) exceeds "
-            f"{src.describe()}'s context ({context}); lower it"
+            f"generate.max_new_tokens ({g.max_new_tokens}) plus the prompt ({prompt}) exceeds {who}'s context "
+            f"({context}); lower it"
         )
-    return sum(p.numel() for p in model.parameters())
 
 
 def _existing(path: Path) -> Path:
@@ -108,21 +115,14 @@ def writer(params: Params, root: Path) -> None:
 
         vllm_ok()
     if g.backend == "http":
-        from .backends.http import api_key, check_endpoint
+        from .backends import remote
 
-        key = api_key(g.api_key_env, "generate.api_key_env")
-        check_endpoint(g.base_url, g.model, min(g.timeout_s, 10.0), key, "generate.base_url", "generate.model")
+        remote.check(g, remote.client_of(g))  # client_of: the API key's variable is set
     elif g.source == "teacher":
         from .models import source
 
-        cfg = source.config(source.resolve(g.teacher, root, "generate.teacher"))
-        context = source.context_of(cfg)
-        prompt = 1 + (g.prompt_tokens if g.prompt == "prefix" else 0)
-        if g.prompt != "template" and prompt + g.max_new_tokens > context:
-            raise DataError(
-                f"generate.max_new_tokens ({g.max_new_tokens}) plus the prompt ({prompt}) exceeds "
-                f"generate.teacher = {g.teacher}'s context ({context}); lower it"
-            )
+        src = source.resolve(g.teacher, root, "generate.teacher")
+        samples_fit(params, source.context_of(source.config(src)), src.describe())
 
 
 def judge(params: Params, root: Path) -> None:

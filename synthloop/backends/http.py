@@ -67,42 +67,43 @@ def _root(base_url: str) -> str:
     return root[:-3] if root.endswith("/v1") else root
 
 
-def reachable(base_url: str, timeout_s: float) -> str | None:
-    """None when the server answers at all (any HTTP status); else why not, in a few words."""
-    import httpx
-
-    try:
-        httpx.get(f"{_root(base_url)}/v1/models", timeout=timeout_s)
-    except httpx.ConnectError:
-        return "connection refused"
-    except httpx.TimeoutException:
-        return f"no answer in {timeout_s:g} s"
-    except httpx.HTTPError as exc:
-        return type(exc).__name__
-    return None
-
-
-def served_models(base_url: str, timeout_s: float, api_key: str | None = None) -> list[str] | None:
-    """The model ids /v1/models lists; None when the server does not list them (or is down)."""
+def _models(base_url: str, timeout_s: float, api_key: str | None = None):
+    """(why the server does not answer or None, its /v1/models response): one GET."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        resp = httpx.get(f"{_root(base_url)}/v1/models", timeout=timeout_s, headers=headers)
+        return None, httpx.get(f"{_root(base_url)}/v1/models", timeout=timeout_s, headers=headers)
+    except httpx.ConnectError:
+        return "connection refused", None
+    except httpx.TimeoutException:
+        return f"no answer in {timeout_s:g} s", None
+    except httpx.HTTPError as exc:
+        return type(exc).__name__, None
+
+
+def reachable(base_url: str, timeout_s: float) -> str | None:
+    """None when the server answers at all (any HTTP status); else why not, in a few words."""
+    return _models(base_url, timeout_s)[0]
+
+
+def _listed(resp) -> list[str] | None:
+    """The model ids a /v1/models response lists; None when it lists none."""
+    try:
         ids = [m["id"] for m in resp.json()["data"]] if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
     return ids if ids and all(isinstance(i, str) for i in ids) else None
 
 
 def check_endpoint(base_url: str, model: str, timeout_s: float, api_key: str | None, url_key: str, model_key: str):
     """Preflight: the server answers, and serves `model` when it lists its models; one line if not."""
-    why = reachable(base_url, timeout_s)
+    why, resp = _models(base_url, timeout_s, api_key)
     if why:
         raise DataError(
             f"{url_key} = {base_url} does not answer ({why}); start the server (`synthloop serve`) or fix {url_key}"
         )
-    ids = served_models(base_url, timeout_s, api_key)
+    ids = _listed(resp)
     if ids is not None and model not in ids:
         raise DataError(f"{model_key} = {model} is not served by {base_url} (it serves: {', '.join(ids)}); fix it")
 

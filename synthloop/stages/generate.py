@@ -60,19 +60,36 @@ def prompt_ids(ctx: StageContext, tok: lm.Tok) -> tuple[list[list[int]], list[st
     return ids, lm.decode(tok, [pr[1:] for pr in ids])
 
 
-def writer(ctx: StageContext, device) -> tuple[object, lm.Tok, str, str]:
-    """(model, tokenizer, what decides its samples, provenance name) of the local writer."""
+@dataclass
+class Writer:
+    """The model that writes the samples in this process."""
+
+    model: object
+    tok: lm.Tok
+    where: str  # its folder, file or hub id (what vLLM loads)
+    settings: str  # what decides its samples besides the prompts: its weights' md5
+    name: str  # provenance: gen<k-1> or teacher:<generate.teacher>
+
+
+def writer(ctx: StageContext, device) -> Writer:
     p, lay, k = ctx.params, ctx.layout, ctx.gen
     if p.generate.source == "self":
         path = lay.model(k - 1)
-        return lm.load_model(path, device), lm.load_tokenizer(lay.tokenizer), io.weights_md5(path), f"gen{k - 1}"
+        model, tok = lm.load_model(path, device), lm.load_tokenizer(lay.tokenizer)
+        return Writer(model, tok, str(path), io.weights_md5(path), f"gen{k - 1}")
     from ..models import source
 
     src = source.resolve(p.generate.teacher, lay.root, "generate.teacher")
     model, hf_tok = source.load(src)
     where = Path(src.where)
     digest = io.md5_file(where) if src.kind == "gguf" else io.weights_md5(where) if src.kind == "folder" else ""
-    return model.to(device), source.tok_of(hf_tok, model), f"{src.where}|{digest}", f"teacher:{p.generate.teacher}"
+    return Writer(
+        model.to(device),
+        source.tok_of(hf_tok, model),
+        src.where,
+        f"{src.where}|{digest}",
+        f"teacher:{p.generate.teacher}",
+    )
 
 
 def in_process(ctx: StageContext) -> tuple[Written, str]:
@@ -85,19 +102,18 @@ def in_process(ctx: StageContext) -> tuple[Written, str]:
 
         check()  # no CUDA, no vLLM: one line before any model loads
     device = lm.setup_torch(ctx.params.compute)
-    model, tok, settings, name = writer(ctx, device)
+    w = writer(ctx, device)
+    tok = w.tok
     ids, texts = prompt_ids(ctx, tok)
     if g.backend == "vllm":
         from ..backends.vllm import Engine
 
-        where = str(lay.model(k - 1)) if g.source == "self" else settings.split("|")[0]
-        new = Engine(where, ctx.seed("generate"), lm.context_length(model)).sample(
-            ids, g, tok.stops, ctx.seed("generate")
-        )
+        engine = Engine(w.where, ctx.seed("generate"), lm.context_length(w.model))
+        new = engine.sample(ids, g, tok.stops, ctx.seed("generate"))
     else:
         # finished batches are kept in shards: a killed generate resumes at the first missing batch
         new = sample(
-            model,
+            w.model,
             ids,
             g,
             tok.stops,
@@ -105,7 +121,7 @@ def in_process(ctx: StageContext) -> tuple[Written, str]:
             device,
             desc=f"gen {k}: sampling",
             shards=lay.sample_shards(k),
-            settings=settings,
+            settings=w.settings,
             after_shard=lambda b: faults.point("mid:" + stage_id("generate", k)) if b == 0 else None,
             budget=g.max_tokens_total,
         )
@@ -116,7 +132,7 @@ def in_process(ctx: StageContext) -> tuple[Written, str]:
         sum(len(ids[i]) for i in done),
         sum(len(new[i]) for i in done),
         len(done) < len(ids),
-    ), name
+    ), w.name
 
 
 def over_http(ctx: StageContext) -> tuple[Written, str]:
