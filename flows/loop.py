@@ -152,6 +152,14 @@ def run_loop(params: Params, root: Path, tracker: LoopTracker, resume: Resume) -
     return tracker.parent_id
 
 
+def run_until(params: Params, root: Path, tracker: LoopTracker, resume: Resume, last_gen: int) -> None:
+    """The loop's stages up to and including generation `last_gen` (a sweep's shared generation 0)."""
+    for stage, gen in table.plan(params.loop.generations):
+        if gen is None and stage.name != table.TABLE[0].name or gen is not None and gen > last_gen:
+            continue
+        stage_task(table.stage_id(stage.name, gen), stage, gen, params, root, tracker, resume)
+
+
 @flow(name="loop", log_prints=True, persist_result=False)
 def loop(params_file: str = "params.yaml", root: str = ".") -> str:
     """Run the self-consuming loop: gen 0 on real data, then generate/grade/mix/train/evaluate.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -132,6 +133,18 @@ def sweep(
         str, typer.Option("--name", help="With --grid: the sweep's name (its folder under sweeps/).")
     ] = "grid",
     params: ParamsOpt = Path("params.yaml"),
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", "-w", help="Run loops side by side on a local Dask cluster of N worker processes."
+        ),
+    ] = 1,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster", help="Run loops on a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (or SYNTHLOOP_CLUSTER)."
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run many loops (arms x seeds) and compare them: sweeps/NAME/summary.csv and report/report.md."""
@@ -156,6 +169,9 @@ def sweep(
                     raise ConfigError(f"--grid {item!r}: write KEY=V1,V2, e.g. mix.strategy=replace,accumulate")
                 axes[key.strip()] = _values(values)
             s = sweeps.grid_spec(name, str(params), axes, [int(v) for v in _values(seeds)])
+        from . import cluster as clusters
+
+        engine = clusters.engine_of(workers, cluster)
         runs = sweeps.plan(s, root)  # every run's params validated before anything starts
         from .preflight import check_all
 
@@ -169,13 +185,16 @@ def sweep(
 
             spec_file = folder / "sweep.yaml"
             write_text(spec_file, yaml.safe_dump(s.model_dump(), sort_keys=False))
-        typer.echo(f"sweep {s.name}: {len(s.arms)} arms x {len(s.seeds)} seeds = {len(runs)} loops")
+        where = f" on {engine.describe()}" if engine else ""
+        typer.echo(f"sweep {s.name}: {len(s.arms)} arms x {len(s.seeds)} seeds = {len(runs)} loops{where}")
+        if engine:
+            clusters.connect(engine, root)  # before Prefect starts: an unreachable cluster is one line
         from flows.sweep import sweep as sweep_flow
 
         if not debug:
             quiet_expected_errors()
-
-        sweep_flow(str(spec_file.resolve()), str(root))
+        with clusters.prefect_api() if engine else contextlib.nullcontext():
+            sweep_flow(str(spec_file.resolve()), str(root), engine.workers if engine else 0, engine.address if engine else "")
         typer.echo(f"\nsummary:  {folder / 'summary.csv'}\nreport:   {folder / 'report' / 'report.md'}")
 
     _guard(debug, _sweep)

@@ -33,6 +33,9 @@ def quiet_offline_env(root: Path) -> None:
         "TRANSFORMERS_VERBOSITY": "error",
         # a fresh Prefect database takes 15-30 s to migrate on a busy 2-core machine (default limit: 20 s)
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        # a local Dask cluster's scratch space inside the project, and its chatter at warning level
+        "DASK_TEMPORARY_DIRECTORY": str(root / ".dask"),
+        "DASK_LOGGING__DISTRIBUTED": "warning",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -21,10 +21,13 @@ def cgroup_cpus(cpu_max: Path = CPU_MAX) -> int | None:
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on (sched affinity), at most the cgroup quota."""
+    """CPUs this process may run on (sched affinity), at most the cgroup quota, and at most
+    SYNTHLOOP_CPUS where a cluster worker is given its share of the machine."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     quota = cgroup_cpus()
+    share = os.environ.get("SYNTHLOOP_CPUS", "")
+    cpus = min(cpus, int(share)) if share.isdigit() and int(share) > 0 else cpus
     return max(1, min(cpus, quota) if quota else cpus)

@@ -208,6 +208,14 @@ def share_finished(run: SweepRun, done: list[SweepRun], root: Path) -> list[str]
     return shared
 
 
+def donors(runs: list[SweepRun]) -> list[SweepRun]:
+    """The first run of each group whose generation 0 is the same: it trains it, the rest share it."""
+    first: dict[str, SweepRun] = {}
+    for run in runs:
+        first.setdefault(params_hash(run.params, drop=NOT_GEN0), run)
+    return list(first.values())
+
+
 def summary_rows(spec: SweepSpec, runs: list[SweepRun], root: Path) -> list[dict[str, Any]]:
     """One row per (run, generation) of every finished run: identity, knobs, then metrics."""
     from ..stages.report import read_summary
