@@ -147,8 +147,10 @@ def on_cluster(spec: dict, root: str, sweep_run_id: str) -> None:
     by_data: dict[str, list[list[str]]] = {}
     for d in donors:
         by_data.setdefault(d.params.paths.data, []).append([os.path.relpath(d.params_file, home), f"{s.name}/{d.name}"])
-    for future in [warm.submit(data, pairs, root, sweep_run_id) for data, pairs in by_data.items()]:
+    warming = [warm.submit(data, pairs, root, sweep_run_id) for data, pairs in by_data.items()]
+    for future in warming:
         future.result()
+        _forget(future)
     for run in runs:
         shared = sweeps.share_finished(run, donors, home)
         if shared:
@@ -161,6 +163,7 @@ def on_cluster(spec: dict, root: str, sweep_run_id: str) -> None:
     start, finished = time.perf_counter(), set()
     for future in as_completed(futures):
         done = future.result()
+        _forget(future)
         finished.add(done["run"].split("/", 1)[1])
         log.info(
             "sweep %s: %d/%d runs finished (%s on %s pid %s); %s elapsed",
@@ -173,8 +176,16 @@ def on_cluster(spec: dict, root: str, sweep_run_id: str) -> None:
             _clock(time.perf_counter() - start),
         )
         # rows in plan order whatever order the loops finish in: the same file as one worker's
-        sweeps.write_summary(sweeps.summary_rows(s, [r for r in runs if r.name in finished], home), folder / "summary.csv")
+        rows = sweeps.summary_rows(s, [r for r in runs if r.name in finished], home)
+        sweeps.write_summary(rows, folder / "summary.csv")
         update_progress_artifact(progress, 100.0 * len(finished) / len(runs))
+
+
+def _forget(future) -> None:
+    """Let the scheduler drop a finished task: were its worker to die later, Dask would run it again."""
+    release = getattr(getattr(future, "wrapped_future", None), "release", None)
+    if release:
+        release()
 
 
 def _clock(seconds: float) -> str:

@@ -135,9 +135,7 @@ def sweep(
     params: ParamsOpt = Path("params.yaml"),
     workers: Annotated[
         int,
-        typer.Option(
-            "--workers", "-w", help="Run loops side by side on a local Dask cluster of N worker processes."
-        ),
+        typer.Option("--workers", "-w", help="Run loops side by side on a local Dask cluster of N worker processes."),
     ] = 1,
     cluster: Annotated[
         str | None,
@@ -194,7 +192,8 @@ def sweep(
         if not debug:
             quiet_expected_errors()
         with clusters.prefect_api() if engine else contextlib.nullcontext():
-            sweep_flow(str(spec_file.resolve()), str(root), engine.workers if engine else 0, engine.address if engine else "")
+            where = (engine.workers, engine.address) if engine else (0, "")
+            sweep_flow(str(spec_file.resolve()), str(root), *where)
         typer.echo(f"\nsummary:  {folder / 'summary.csv'}\nreport:   {folder / 'report' / 'report.md'}")
 
     _guard(debug, _sweep)

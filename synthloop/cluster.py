@@ -28,7 +28,7 @@ log = logging.getLogger("synthloop")
 ENV_ADDRESS = "SYNTHLOOP_CLUSTER"
 ENV_CPUS = "SYNTHLOOP_CPUS"  # a worker's share of the machine: compute.threads 'auto' uses at most this
 CONNECT_S = 10  # an address that does not answer in this long is unreachable
-WORKERS_S = 30  # a scheduler with no worker after this long is one line, not a hang
+WORKERS_S = float(os.environ.get("SYNTHLOOP_CLUSTER_WAIT_S", "30"))  # no worker after this long: one line
 MARKER = ".synthloop-cluster-check"
 
 
@@ -52,7 +52,7 @@ def engine_of(workers: int, address: str | None) -> Engine | None:
     address = address or os.environ.get(ENV_ADDRESS, "")
     if workers < 0:
         raise ConfigError(f"--workers {workers}: give a number of worker processes >= 1")
-    if address and workers:
+    if address and workers > 1:
         raise ConfigError(f"give --workers (a cluster started here) or --cluster / {ENV_ADDRESS}, not both")
     if address:
         return Engine(address=address if "://" in address else f"tcp://{address}")

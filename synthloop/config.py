@@ -85,6 +85,7 @@ class ModelParams(_Section):
 class ComputeParams(_Section):
     device: Literal["cpu", "cuda", "auto"] = Field(description="Where models run; auto picks cuda when available.")
     threads: int = Field(ge=0, le=256, description="torch CPU threads; 0 (or 'auto' in params.yaml) = the CPUs this process may use (affinity, cgroup quota). Results are byte-identical only at equal thread counts.")
+    train_processes: int = Field(default=1, ge=1, le=64, description="Data-parallel training: >1 trains with torch DDP in that many processes started by torchrun (gloo on CPU, nccl on CUDA), each on batch_size / N of every global batch and threads / N CPU threads; the loss curve equals one process's within float rounding (tests: 1e-4 nats). train.batch_size must divide by it.")
 
     @field_validator("threads", mode="before")
     @classmethod
@@ -358,6 +359,9 @@ class Params(_Section):
                                  "or a teacher (generate.source: teacher) has")
         if g.prompt == "template" and not (g.template and g.topics):
             raise ValueError("generate.prompt = template needs generate.template and generate.topics (text files)")
+        if t.batch_size % self.compute.train_processes:
+            raise ValueError(f"compute.train_processes ({self.compute.train_processes}) must divide train.batch_size "
+                             f"({t.batch_size}): each process trains on an equal share of every batch")
         return self
 
     @model_validator(mode="after")

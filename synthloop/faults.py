@@ -6,6 +6,8 @@ that point, e.g. `before:train@1` (a stage is about to start), `after:grade@2`
 `mid:train@1` (inside the stage, between its work and its final write).
 Unset, every point is a no-op. `SYNTHLOOP_KILL_SCOPE=group` kills the whole
 process group instead (e.g. `dvc repro` and its stage), like a machine stopping.
+`SYNTHLOOP_KILL_ONCE=<file>` kills only the first process to get there (it writes the file
+first): a cluster worker dies once, and the task retried on another worker goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ import signal
 
 def point(name: str) -> None:
     if os.environ.get("SYNTHLOOP_KILL_AT") == name:
+        once = os.environ.get("SYNTHLOOP_KILL_ONCE")
+        if once:
+            try:
+                with open(once, "x") as mark:  # exclusive create: one process wins
+                    mark.write(str(os.getpid()))
+            except FileExistsError:
+                return
         if os.environ.get("SYNTHLOOP_KILL_SCOPE") == "group":
             os.killpg(os.getpgid(0), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

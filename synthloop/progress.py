@@ -44,10 +44,14 @@ def _clock(seconds: float) -> str:
 class Progress:
     """`total` units of work called `desc`; update(n, **info) as they finish; use as a context manager."""
 
-    def __init__(self, total: int, desc: str, unit: str = "it", initial: int = 0, every_s: float = EVERY_S):
+    def __init__(
+        self, total: int, desc: str, unit: str = "it", initial: int = 0, every_s: float = EVERY_S, quiet: bool = False
+    ):
+        """quiet: count, but show nothing (a data-parallel rank other than 0)."""
         self.total, self.desc, self.unit, self.done, self.every_s = total, desc, unit, initial, every_s
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() and not quiet
         self.bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=False, disable=not self.tty)
+        self.every_s = float("inf") if quiet else every_s
         self.start = self.last = time.monotonic()
         self.first, self.info = initial, ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -86,8 +87,14 @@ def train(
 
     With `ckpt`, the state (weights, optimizer, the batch generator, the losses so far) is saved
     every `ckpt.every` steps, and a run that finds a checkpoint of the same inputs resumes from it:
-    the final weights equal an uninterrupted run's (same machine and thread count)."""
+    the final weights equal an uninterrupted run's (same machine and thread count).
+
+    Inside a torch.distributed process group (synthloop.models.ddp), each of the N ranks draws
+    the same global batch and trains on its 1/N share through DistributedDataParallel: gradients
+    average to the global batch's, so the steps equal one process's up to float rounding. Rank 0
+    alone saves checkpoints, reports progress and calls `on_log`."""
     block = cfg.block_size
+    world, rank = _group()
     if cfg.steps == 0:  # a pretrained model kept as it is
         model.eval()
         return {"train_tokens": 0}
@@ -110,31 +117,58 @@ def train(
     model.train()
     losses: list[float] = []
     first = ckpt.restore(model, opt, gen, losses) if ckpt else 0
-    bar = Progress(cfg.steps, desc, unit="step", initial=first)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
+    bar = Progress(cfg.steps, desc, unit="step", initial=first, quiet=rank > 0)
     tokens_per_step, began = cfg.batch_size * block, time.perf_counter()
     for step in range(first, cfg.steps):
         starts = torch.randint(0, len(stream) - block - 1, (cfg.batch_size,), generator=gen)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = 0.0
-        for micro in starts.split(cfg.micro_batch):  # gradient accumulation
-            chunk = stream[micro[:, None] + offsets].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                logits = model(input_ids=chunk[:, :-1]).logits
-            part = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
-            (part * len(micro) / cfg.batch_size).backward()
+        micros = starts.chunk(world)[rank].split(cfg.micro_batch)  # this rank's share, in passes
+        for j, micro in enumerate(micros):  # gradient accumulation; DDP syncs on the last pass only
+            sync = world == 1 or j == len(micros) - 1
+            with contextlib.nullcontext() if sync else net.no_sync():
+                chunk = stream[micro[:, None] + offsets].to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    logits = net(input_ids=chunk[:, :-1]).logits
+                part = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
+                (part * len(micro) * world / cfg.batch_size).backward()  # DDP divides by world: the global mean
             loss += part.item() * len(micro) / cfg.batch_size
+        if world > 1:
+            loss = _sum(loss)
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss)
-        if ckpt and ckpt.every and (step + 1) % ckpt.every == 0 and step + 1 < cfg.steps:
+        if rank == 0 and ckpt and ckpt.every and (step + 1) % ckpt.every == 0 and step + 1 < cfg.steps:
             ckpt.save(step + 1, model, opt, gen, losses)
         rate = tokens_per_step * (step + 1 - first) / max(time.perf_counter() - began, 1e-9)
         bar.update(1, loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
-        if on_log and (step % 10 == 0 or step == cfg.steps - 1):
+        if rank == 0 and on_log and (step % 10 == 0 or step == cfg.steps - 1):
             on_log(step, losses[-1])
     bar.close()
     model.eval()
     tail = losses[-max(1, len(losses) // 10) :]
     return {"train_loss": sum(tail) / len(tail), "train_tokens": cfg.steps * cfg.batch_size * block}
+
+
+def _group() -> tuple[int, int]:
+    """(world size, rank) of the torch.distributed group this process is in; (1, 0) outside one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _sum(value: float) -> float:
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item())

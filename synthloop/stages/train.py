@@ -30,6 +30,16 @@ def start(ctx: StageContext, tok: lm.Tok, device):
 
 
 def run(ctx: StageContext) -> dict[str, float]:
+    p, k = ctx.params, ctx.gen
+    if p.compute.train_processes > 1 and p.train.at(k).steps:
+        from ..models import ddp
+
+        return ddp.launch(ctx)  # torchrun: compute.train_processes ranks each run `fit`
+    return fit(ctx)
+
+
+def fit(ctx: StageContext, world: int = 1, rank: int = 0) -> dict[str, float]:
+    """Train generation k and save its model (rank 0 of a data-parallel group saves; the rest only train)."""
     p, lay, k = ctx.params, ctx.layout, ctx.gen
     cfg = p.train.at(k)
     device = lm.setup_torch(p.compute)
@@ -51,6 +61,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         p.model.model_dump(),
         cfg.model_dump(exclude={"checkpoint_every"}),
         p.compute.threads,
+        world,
     )
     ckpt = Checkpoints(
         lay.train_checkpoint(k), key, cfg.checkpoint_every, after_save=lambda step: faults.point(f"ckpt:{sid}")
@@ -68,6 +79,15 @@ def run(ctx: StageContext) -> dict[str, float]:
     )
     seconds = time.perf_counter() - start_time
     faults.point(f"mid:{sid}")
+    stats = {
+        **stats,
+        "train_stream_tokens": len(stream),
+        "train_seconds": seconds,
+        "train_tokens_per_s": stats["train_tokens"] / max(seconds, 1e-9),
+        "n_params": float(n_params),
+    }
+    if rank > 0:
+        return stats
     extra = None
     if cfg.method == "lora" and cfg.steps:
         from ..models.lora import merge
@@ -75,10 +95,4 @@ def run(ctx: StageContext) -> dict[str, float]:
         model, extra = merge(model)
     lm.save_model(model.cpu(), lay.tokenizer, lay.model(k), extra=extra)
     io.remove(lay.train_checkpoint(k))  # the model now holds what it held
-    return {
-        **stats,
-        "train_stream_tokens": len(stream),
-        "train_seconds": seconds,
-        "train_tokens_per_s": stats["train_tokens"] / max(seconds, 1e-9),
-        "n_params": float(n_params),
-    }
+    return stats
