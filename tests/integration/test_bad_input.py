@@ -178,6 +178,13 @@ CASES = {
     "heads-divide": ("n_embd not divisible by n_head", set_key("model.n_head", 3), None, ["run"], 2),
     "warmup-too-long": ("warmup >= steps", set_key("train.warmup_steps", 30), None, ["run"], 2),
     "micro-batch": ("micro_batch does not divide batch_size", set_key("train.micro_batch", 3), None, ["run"], 2),
+    "train-processes": (
+        "train_processes does not divide batch_size",
+        set_key("compute.train_processes", 3),
+        None,
+        ["run"],
+        2,
+    ),
     "band-order": ("self band low >= high", set_key("grade.self_band_low", 0.95), None, ["run"], 2),
     "path-escape": ("an output folder outside the project", set_key("paths.gens", "../elsewhere"), None, ["run"], 2),
     "path-absolute": ("an absolute output folder", set_key("paths.data", "/tmp/data"), None, ["run"], 2),
