@@ -74,6 +74,15 @@ def run_sweep(spec: sweeps.SweepSpec, home: Path, engine: clusters.Engine | None
         _one_by_one(spec, runs, home, tracker)
     else:
         clusters.connect(engine, home)  # an existing cluster: reachable, with workers that see the project
+        fixed = max(r.params.compute.threads for r in runs)
+        if engine.local and fixed > clusters.worker_cpus(engine.workers):
+            log.warning(
+                "compute.threads %d on each of %d workers: more threads than the %d CPUs; results stay "
+                "comparable to one process, but compute.threads: auto would not oversubscribe",
+                fixed,
+                engine.workers,
+                clusters.available_cpus(),
+            )
         log.info("sweep %s: %d runs on %s", spec.name, len(runs), engine.describe())
         on_cluster.with_options(task_runner=clusters.task_runner(engine))(spec.model_dump(), str(home), tracker.run_id)
     folder = home / spec.out / spec.name
