@@ -30,7 +30,14 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")
 
 
 @app.command()
-def run(params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> None:
+def run(
+    params: ParamsOpt = Path("params.yaml"),
+    workers: Annotated[
+        int,
+        typer.Option("--workers", "-w", help="Sample each generation's batches on a local Dask cluster of N workers."),
+    ] = 1,
+    debug: DebugOpt = False,
+) -> None:
     """Run the whole loop as a Prefect flow (ephemeral, or the server at PREFECT_API_URL)."""
     root = Path.cwd()
     quiet_offline_env(root)
@@ -48,7 +55,14 @@ def run(params: ParamsOpt = Path("params.yaml"), debug: DebugOpt = False) -> Non
         if not debug:
             quiet_expected_errors()
 
-        run_id = loop(str(params.resolve()), root=str(root))
+        from . import cluster
+
+        if workers < 1:
+            from .config import ConfigError
+
+            raise ConfigError(f"--workers {workers}: give a number of worker processes >= 1")
+        with cluster.local_pool(workers) if workers > 1 else contextlib.nullcontext():
+            run_id = loop(str(params.resolve()), root=str(root))
         lay = Layout.of(p, root)
         print_summary(lay.summary)
         typer.echo(f"\nreport:   {lay.summary}\n          {lay.plot}")

@@ -185,6 +185,66 @@ def connect(engine: Engine, root: Path) -> None:
         log.info("cluster %s: %d workers, all see %s", addr, len(answers), root.resolve())
 
 
+POOL = None  # the Dask client `synthloop run --workers N` spreads a loop's shards over
+
+
+def pool():
+    """The Dask client a stage may spread its shards over: `synthloop run --workers N`'s, or, for a
+    loop running on a cluster worker (a sweep's), that cluster's; None otherwise."""
+    if POOL is not None:
+        return POOL
+    try:
+        from distributed import get_client, get_worker
+
+        get_worker()
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def spread(fn, calls: list[tuple]) -> list:
+    """fn(*args) for every args in `calls` on the pool's workers, at once; their results in order.
+    On a worker, this task's slot is handed back while it waits (Dask's secede/rejoin), so the
+    shards can run on the worker whose loop is waiting for them."""
+    client = pool()
+    futures = [client.submit(fn, *args, pure=False) for args in calls]
+    seceded = False
+    try:
+        from distributed import secede
+
+        secede()
+        seceded = True
+    except (ImportError, ValueError, KeyError, AttributeError):
+        pass
+    try:
+        return client.gather(futures)
+    finally:
+        if seceded:
+            from distributed import rejoin
+
+            rejoin()
+        client.cancel(futures)
+
+
+@contextlib.contextmanager
+def local_pool(workers: int) -> Iterator[None]:
+    """A local Dask cluster for one loop's shards (`synthloop run --workers N`)."""
+    global POOL
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("a cluster needs the [cluster] extra: pip install -e '.[cluster]'") from None
+    cpus = worker_cpus(workers)
+    env = {ENV_CPUS: str(cpus), "OMP_NUM_THREADS": str(cpus)}
+    kwargs = {"threads_per_worker": 1, "processes": True, "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+    with LocalCluster(n_workers=workers, env=env, **kwargs) as c, Client(c, set_as_default=False) as client:
+        POOL = client
+        try:
+            yield
+        finally:
+            POOL = None
+
+
 def worker_tags() -> dict[str, str]:
     """Which process ran a loop: host and pid, and the Dask worker's address when on one."""
     tags = {"synthloop.worker.host": socket.gethostname(), "synthloop.worker.pid": str(os.getpid())}

@@ -57,6 +57,7 @@ def run_in_shards(
     after_shard: Callable[[int], None] | None = None,
     final: Callable[[dict[str, Any]], bool] | None = None,
     stop: Callable[[list[list[dict[str, Any]]]], bool] | None = None,
+    elsewhere: Callable[[list[int]], None] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """[fn(0), fn(1), ...], each shard computed once and resumable; shard i has sizes[i] rows.
 
@@ -68,12 +69,19 @@ def run_in_shards(
     returned for this run and computed again by the next one, never cached as a result.
     `stop(shards so far)` True after a shard (a spent budget) ends the run there: fewer shards
     come back, the same ones on a resumed run.
+    `elsewhere(missing shard indices)`, when given (and no `stop`), computes those shards at once on
+    other processes (a cluster's workers), which write each one's file as fn would; they are then
+    read back here like any finished shard.
     """
     folder.mkdir(parents=True, exist_ok=True)
     _prepare(folder, key, sizes)
     done = [i for i in range(len(sizes)) if shard_path(folder, i).is_file()]
     if done:
         log.info("%s: resumed %d of %d shards from %s", desc, len(done), len(sizes), folder)
+    missing = [i for i in range(len(sizes)) if i not in set(done)]
+    if elsewhere and not stop and len(missing) > 1:
+        log.info("%s: %d shards to the cluster's workers", desc, len(missing))
+        elsewhere(missing)
     shards: list[list[dict[str, Any]]] = []
     with Progress(sum(sizes), desc, unit=unit) as bar:
         for i, size in enumerate(sizes):

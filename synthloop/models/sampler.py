@@ -136,6 +136,7 @@ def sample(
     settings: str = "",
     after_shard: Callable[[int], None] | None = None,
     budget: int = 0,
+    elsewhere: Callable[[list[int]], None] | None = None,
 ) -> list[list[int] | None]:
     """New tokens for each prompt (prompt excluded), cut at the first stop token.
 
@@ -143,15 +144,14 @@ def sample(
     rerun with the same prompts, settings and seed reads it back instead of sampling it
     again; `settings` must name whatever else decides the tokens (the model's weights).
     `budget` > 0: stop after the batch whose new tokens reach it; unsampled prompts get None.
+    `elsewhere`: computes missing batches' shards on a cluster (see shards.run_in_shards); each
+    must equal `sample_batch` of the same batch.
     """
     make = forward_factory(model, cfg, stop)
     batches = batches_by_length([len(p) for p in prompts], cfg.batch_size, equal=True)
 
     def one(b: int) -> list[dict]:
-        idx = batches[b]
-        batch = torch.tensor([prompts[i] for i in idx], dtype=torch.long, device=device)
-        gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
-        return [{"ids": row} for row in make(batch, gen)]
+        return sample_batch(make, prompts, batches[b], seed, b, device)
 
     if shards is None:
         rows = []
@@ -162,12 +162,20 @@ def sample(
     else:
         key = content_key(prompts, cfg.sampling(), seed, settings)
         spent = (lambda done: sum(len(r["ids"]) for s in done for r in s) >= budget) if budget else None
-        rows = run_in_shards(shards, key, [len(b) for b in batches], one, desc, after_shard=after_shard, stop=spent)
+        sizes = [len(b) for b in batches]
+        rows = run_in_shards(shards, key, sizes, one, desc, after_shard=after_shard, stop=spent, elsewhere=elsewhere)
     out: list[list[int] | None] = [None for _ in prompts]
     for idx, shard in zip(batches, rows):
         for i, row in zip(idx, shard):
             out[i] = row["ids"]
     return out
+
+
+def sample_batch(make, prompts: list[list[int]], idx: list[int], seed: int, b: int, device) -> list[dict]:
+    """Batch b (the prompts at `idx`) as shard rows: its own generator, seeded by (seed, b)."""
+    batch = torch.tensor([prompts[i] for i in idx], dtype=torch.long, device=device)
+    gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
+    return [{"ids": row} for row in make(batch, gen)]
 
 
 def forward_factory(

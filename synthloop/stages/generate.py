@@ -12,12 +12,13 @@ cost at generate.price_per_mtok, and whether the budget generate.max_tokens_tota
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import faults, io, prompts
+from .. import cluster, faults, io, prompts
 from ..models import lm
 from ..records import sample_row
 from .context import StageContext
@@ -111,7 +112,12 @@ def in_process(ctx: StageContext) -> tuple[Written, str]:
         engine = Engine(w.where, ctx.seed("generate"), lm.context_length(w.model))
         new = engine.sample(ids, g, tok.stops, ctx.seed("generate"))
     else:
-        # finished batches are kept in shards: a killed generate resumes at the first missing batch
+        # finished batches are kept in shards: a killed generate resumes at the first missing batch;
+        # on a cluster, the missing batches are sampled on its workers at once
+        spread = None
+        if cluster.pool() is not None and not g.max_tokens_total:
+            job = (ctx.params.model_dump_json(), str(lay.root), k)
+            spread = lambda missing: cluster.spread(sample_shard, [(*job, b) for b in missing])  # noqa: E731
         new = sample(
             w.model,
             ids,
@@ -124,6 +130,7 @@ def in_process(ctx: StageContext) -> tuple[Written, str]:
             settings=w.settings,
             after_shard=lambda b: faults.point("mid:" + stage_id("generate", k)) if b == 0 else None,
             budget=g.max_tokens_total,
+            elsewhere=spread,
         )
     done = [i for i, row in enumerate(new) if row is not None]
     return Written(
@@ -133,6 +140,33 @@ def in_process(ctx: StageContext) -> tuple[Written, str]:
         sum(len(new[i]) for i in done),
         len(done) < len(ids),
     ), w.name
+
+
+@functools.lru_cache(maxsize=1)  # a worker keeps the last writer it loaded: one load per stage, not per batch
+def _on_worker(params_json: str, root: str, k: int):
+    from ..config import Params
+    from ..layout import Layout
+    from ..models.sampler import forward_factory
+
+    params = Params.model_validate_json(params_json)
+    ctx = StageContext(params, Layout.of(params, Path(root)), k, lambda *metric: None)
+    device = lm.setup_torch(params.compute)
+    w = writer(ctx, device)
+    ids = prompt_ids(ctx, w.tok)[0]
+    batches = lm.batches_by_length([len(p) for p in ids], params.generate.batch_size, equal=True)
+    return ctx, ids, batches, forward_factory(w.model, params.generate, w.tok.stops), device
+
+
+def sample_shard(params_json: str, root: str, k: int, b: int) -> str:
+    """On a cluster worker: batch b of generation k's samples, written as its shard file (the
+    rows sampler.sample writes for it, from the same model, prompts and seed)."""
+    from ..models.sampler import sample_batch
+    from ..shards import shard_path
+
+    ctx, ids, batches, make, device = _on_worker(params_json, root, k)
+    path = shard_path(ctx.layout.sample_shards(k), b)
+    io.write_rows(path, sample_batch(make, ids, batches[b], ctx.seed("generate"), b, device))
+    return str(path)
 
 
 def over_http(ctx: StageContext) -> tuple[Written, str]:
