@@ -118,12 +118,15 @@ def score_in_shards(
     desc: str,
     settings: str = "",
     final: Callable[[dict[str, Any]], bool] | None = None,
+    elsewhere: Callable[[list[tuple[list[str], str]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """fn(items) as rows, in order, computed `shard_size` items at a time and resumable.
 
     `fn` gets one shard of items and returns one JSON-serialisable dict per item.
     `settings` names whatever else decides the results (the judge's backend, model,
     mode, rubric version): a change discards the cached shards. `final`: see run_in_shards.
+    `elsewhere([(items of a missing shard, its file), ...])`: computes them on a cluster's workers,
+    each writing its shard file (only when every row is final); the rest are computed here.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -136,5 +139,8 @@ def score_in_shards(
         lambda i: fn(chunks[i]),
         desc,
         final=final,
+        elsewhere=(lambda missing: elsewhere([(chunks[i], str(shard_path(folder, i))) for i in missing]))
+        if elsewhere
+        else None,
     )
     return [row for shard in shards for row in shard]

@@ -7,9 +7,11 @@ model (judge_local.py) or an OpenAI-compatible server through the one HTTP clien
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict
 from functools import cached_property
+from pathlib import Path
 from typing import Protocol
 
 from .. import io
@@ -119,7 +121,7 @@ class JudgeGrader(Grader):
     name, audit_key = "judge", "judge_score"
 
     @cached_property
-    def _judge(self) -> tuple[Judge, str]:
+    def _judge(self) -> tuple[Judge, str, str | None]:
         """The judge, and what decides a verdict besides the text (cached shards are reused only
         when it matches; for a local model its weights too: a retrained gen-0 model is another judge)."""
         c, root = self.cfg, self.env.lay.root
@@ -141,10 +143,16 @@ class JudgeGrader(Grader):
                 ),
             )
         )
-        return make_judge(c, model_dir, self.env.p.compute.device), settings
+        return make_judge(c, model_dir, self.env.p.compute.device), settings, model_dir
 
     def verdicts(self, texts: list[str], part: str) -> list[dict]:
-        judge, settings = self._judge
+        from .. import cluster
+
+        judge, settings, model_dir = self._judge
+        spread = None
+        if cluster.pool() is not None:  # on a cluster: the missing shards are judged on its workers
+            job = (self.cfg.model_dump_json(), model_dir, self.env.p.compute.device)
+            spread = lambda calls: cluster.spread(judge_shard, [(*job, *call) for call in calls])  # noqa: E731
         return score_in_shards(
             texts,
             lambda chunk: [asdict(v) for v in judge.judge(chunk)],
@@ -153,6 +161,7 @@ class JudgeGrader(Grader):
             f"gen {self.env.k}: judge {part}",
             settings,
             final=lambda row: row["status"] != "error",  # a failed request is asked again, never cached
+            elsewhere=spread,
         )
 
     def fit(self, scores: list[float | None]) -> Rule:
@@ -168,3 +177,17 @@ class JudgeGrader(Grader):
 
     def score(self, texts):
         return [v["score"] for v in self.verdicts(texts, "audit")]
+
+
+@functools.lru_cache(maxsize=1)  # a worker keeps the judge it built: one load per stage, not per shard
+def _judge_on_worker(cfg_json: str, model_dir: str | None, device: str) -> Judge:
+    return make_judge(GradeParams.model_validate_json(cfg_json), model_dir, device)
+
+
+def judge_shard(cfg_json: str, model_dir: str | None, device: str, texts: list[str], path: str) -> int:
+    """On a cluster worker: one shard of verdicts, written to `path` when none failed (a failed
+    request is asked again by the stage, never cached)."""
+    rows = [asdict(v) for v in _judge_on_worker(cfg_json, model_dir, device).judge(texts)]
+    if all(row["status"] != "error" for row in rows):
+        io.write_rows(Path(path), rows)
+    return len(rows)

@@ -2,7 +2,8 @@
 an existing scheduler and workers started the way a real cluster's are (`dask scheduler`,
 `dask worker` processes on 127.0.0.1), a worker SIGKILLed mid-loop, the one-line errors, and
 `synthloop run --workers 2` sampling each generation's batches on the workers. Generation
-batches of 16 samples: 4 shards per generation, spread over the workers inside every loop."""
+batches of 16 samples and the generation-0 model as judge: 4 sampling shards and 2 judge shards
+per generation, spread over the workers inside every loop."""
 
 from __future__ import annotations
 
@@ -40,7 +41,13 @@ def sweep(project: Path, *flags: str, **extra: str) -> subprocess.CompletedProce
 def make_project(folder: Path, corpus) -> Path:
     folder.mkdir(parents=True)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    raw = tiny_params(*corpus, compute={"threads": 1}, tracking={"uri": uri}, generate={"batch_size": 16})
+    raw = tiny_params(
+        *corpus,
+        compute={"threads": 1},
+        tracking={"uri": uri},
+        generate={"batch_size": 16},
+        grade={"steps": ["filters", "judge"], "judge_model_dir": "gen0", "judge_min_score": 1.0},
+    )
     write_params(folder, raw)
     (folder / "two.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
     return folder
@@ -194,13 +201,15 @@ def test_a_worker_that_cannot_see_the_project_is_one_line(one_worker, cluster):
     assert not (one_worker / ".synthloop-cluster-check").exists()
 
 
-def test_synthloop_run_samples_its_batches_on_the_workers_to_the_same_bytes(one_worker, tmp_path):
+def test_synthloop_run_samples_and_judges_on_the_workers_to_the_same_bytes(one_worker, tmp_path):
     project = fresh_copy(one_worker, tmp_path / "spread")  # params.yaml: the sweep's replace arm
     out = subprocess.run(
         [str(BIN / "synthloop"), "run", "--workers", "2"], cwd=project, env=env(), capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "gen 1: sampling: 4 shards to the cluster's workers" in out.stderr + out.stdout
-    for k in (1, 2):  # the same bytes as the one-process sweep's replace loop sampled itself
-        here = one_worker / "sweeps" / "two" / "runs" / "replace-s0" / "gens" / str(k) / "synthetic.jsonl"
-        assert (project / "gens" / str(k) / "synthetic.jsonl").read_bytes() == here.read_bytes()
+    assert "gen 1: judge samples: 2 shards to the cluster's workers" in out.stderr + out.stdout
+    for k in (1, 2):  # the same bytes as the one-process sweep's replace loop sampled and judged itself
+        there = one_worker / "sweeps" / "two" / "runs" / "replace-s0" / "gens" / str(k)
+        for name in ("synthetic.jsonl", "graded.jsonl"):
+            assert (project / "gens" / str(k) / name).read_bytes() == (there / name).read_bytes(), name
