@@ -22,6 +22,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from synthloop import cluster as clusters
 from synthloop import forms, preflight, versioning, workspace
 from synthloop.config import Params, load_params
 from synthloop.console import quiet_expected_errors
@@ -182,6 +183,7 @@ def sweep_flow(project: Path) -> Flow:
         generations: Annotated[int, Field(ge=1, le=100)] = 2,
         profile: Profile = default_profile,
         name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.=-]*$")] = "",
+        workers: Annotated[int, Field(ge=1, le=64)] = 1,
     ) -> str:
         """Compare mix strategies: one loop per (strategy, seed) on a profile, then summary.csv and report.md.
 
@@ -191,13 +193,16 @@ def sweep_flow(project: Path) -> Flow:
             generations: Generations after generation 0 (sets loop.chain).
             profile: The params file every arm starts from.
             name: The sweep's name (empty: the flow run's name); results go to .synthloop/runs/<flow-run-id>/<name>/.
+            workers: Loops side by side on a local Dask cluster of this many worker processes (1: one
+                after another; SYNTHLOOP_CLUSTER where the UI runs names a running cluster instead).
         """
         quiet_expected_errors()  # the flow run's own process: a one-line failure, no traceback
         run_id = str(flow_run.id)
         raw = forms.sweep_raw(
             list(strategies), list(seeds), generations, profile, name or flow_run.name, out=str(workspace.RUNS / run_id)
         )
-        return run_sweep(sweeps.parse_spec(raw, "sweep form"), project)
+        engine = clusters.engine_of(workers, None)
+        return run_sweep(sweeps.parse_spec(raw, "sweep form"), project, engine)
 
     return flow(sweep, name="sweep", log_prints=True, persist_result=False, validate_parameters=True)
 

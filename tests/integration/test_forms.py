@@ -139,6 +139,8 @@ def test_sweep_form_is_a_grid_of_strategies_and_seeds(tmp_path):
     props = flow.parameters.model_dump()["properties"]
     assert props["strategies"]["type"] == "array" and props["strategies"]["items"]["enum"][0] == "replace"
     assert "profiles/tiny.yaml" in props["profile"]["enum"] and props["generations"]["minimum"] == 1
+    assert props["workers"]["minimum"] == 1 and props["workers"]["default"] == 1  # >1: a local Dask cluster
+    assert "Dask" in props["workers"]["description"]
     raw = forms.sweep_raw(["replace", "accumulate"], [0, 1], 1, "profiles/tiny.yaml", "ui-test", ".synthloop/runs/x")
     runs = sweeps.plan(sweeps.parse_spec(raw, "sweep form"), REPO)  # validates every run's params
     assert sorted(r.name for r in runs) == ["accumulate-s0", "accumulate-s1", "replace-s0", "replace-s1"]
