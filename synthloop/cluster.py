@@ -189,40 +189,22 @@ POOL = None  # the Dask client `synthloop run --workers N` spreads a loop's shar
 
 
 def pool():
-    """The Dask client a stage may spread its shards over: `synthloop run --workers N`'s, or, for a
-    loop running on a cluster worker (a sweep's), that cluster's; None otherwise."""
-    if POOL is not None:
-        return POOL
-    try:
-        from distributed import get_client, get_worker
+    """The Dask client `synthloop run --workers N` spreads a loop's shards over, else None.
 
-        get_worker()
-        return get_client()
-    except (ImportError, ValueError):
-        return None
+    A sweep's loops on a cluster do not spread theirs: the loops are the unit there, and a loop
+    waiting on a worker must either hold its slot (shards then wait for a free worker: with every
+    worker holding a waiting loop, forever) or hand it back, and then Dask starts the next loop in
+    it (measured: all 21 anchor loops at once on 2 workers)."""
+    return POOL
 
 
 def spread(fn, calls: list[tuple]) -> list:
-    """fn(*args) for every args in `calls` on the pool's workers, at once; their results in order.
-    On a worker, this task's slot is handed back while it waits (Dask's secede/rejoin), so the
-    shards can run on the worker whose loop is waiting for them."""
+    """fn(*args) for every args in `calls` on the pool's workers, at once; their results in order."""
     client = pool()
     futures = [client.submit(fn, *args, pure=False) for args in calls]
-    seceded = False
-    try:
-        from distributed import secede
-
-        secede()
-        seceded = True
-    except (ImportError, ValueError, KeyError, AttributeError):
-        pass
     try:
         return client.gather(futures)
     finally:
-        if seceded:
-            from distributed import rejoin
-
-            rejoin()
         client.cancel(futures)
 
 

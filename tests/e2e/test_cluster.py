@@ -1,9 +1,9 @@
 """Loops on a real Dask cluster: `synthloop sweep` on a local cluster started by --workers and on
 an existing scheduler and workers started the way a real cluster's are (`dask scheduler`,
 `dask worker` processes on 127.0.0.1), a worker SIGKILLed mid-loop, the one-line errors, and
-`synthloop run --workers 2` sampling each generation's batches on the workers. Generation
-batches of 16 samples and the generation-0 model as judge: 4 sampling shards and 2 judge shards
-per generation, spread over the workers inside every loop."""
+`synthloop run --workers 2` sampling and judging each generation's shards on the workers
+(batches of 16 samples and the generation-0 model as judge: 4 sampling shards and 2 judge
+shards per generation)."""
 
 from __future__ import annotations
 
