@@ -63,25 +63,36 @@ def worker_cpus(workers: int) -> int:
     return max(1, available_cpus() // workers)
 
 
-def task_runner(engine: Engine):
-    """prefect-dask's task runner for the engine (imported here: the extra is optional)."""
+def _extra() -> None:
+    """One line when the [cluster] extra (prefect-dask, distributed) is not installed."""
     try:
-        from prefect_dask import DaskTaskRunner
+        import distributed  # noqa: F401
+        import prefect_dask  # noqa: F401
     except ImportError:
         raise ConfigError("a cluster needs the [cluster] extra: pip install -e '.[cluster]'") from None
+
+
+def local_cluster(workers: int) -> dict:
+    """LocalCluster settings: N worker processes on 127.0.0.1, one task and cores / N threads each."""
+    cpus = worker_cpus(workers)
+    return {
+        "n_workers": workers,
+        "threads_per_worker": 1,  # one task (a loop, a shard) at a time per worker process
+        "processes": True,
+        "host": "127.0.0.1",
+        "dashboard_address": "127.0.0.1:0",  # no fixed port to collide on
+        "env": {ENV_CPUS: str(cpus), "OMP_NUM_THREADS": str(cpus)},
+    }
+
+
+def task_runner(engine: Engine):
+    """prefect-dask's task runner for the engine (imported here: the extra is optional)."""
+    _extra()
+    from prefect_dask import DaskTaskRunner
+
     if not engine.local:
         return DaskTaskRunner(address=engine.address)
-    cpus = worker_cpus(engine.workers)
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": engine.workers,
-            "threads_per_worker": 1,  # one loop at a time per worker process
-            "processes": True,
-            "host": "127.0.0.1",
-            "dashboard_address": "127.0.0.1:0",  # no fixed port to collide on
-            "env": {ENV_CPUS: str(cpus), "OMP_NUM_THREADS": str(cpus)},
-        }
-    )
+    return DaskTaskRunner(cluster_kwargs=local_cluster(engine.workers))
 
 
 def _sees(root: str, token: str) -> str:
@@ -138,10 +149,9 @@ def connect(engine: Engine, root: Path) -> None:
     """Check an existing cluster before any loop: it answers, has workers, and they see `root`."""
     if engine.local:
         return
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ConfigError("a cluster needs the [cluster] extra: pip install -e '.[cluster]'") from None
+    _extra()
+    from distributed import Client
+
     addr = engine.address
     try:
         client = Client(addr, timeout=f"{CONNECT_S}s", set_as_default=False)
@@ -212,14 +222,10 @@ def spread(fn, calls: list[tuple]) -> list:
 def local_pool(workers: int) -> Iterator[None]:
     """A local Dask cluster for one loop's shards (`synthloop run --workers N`)."""
     global POOL
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ConfigError("a cluster needs the [cluster] extra: pip install -e '.[cluster]'") from None
-    cpus = worker_cpus(workers)
-    env = {ENV_CPUS: str(cpus), "OMP_NUM_THREADS": str(cpus)}
-    kwargs = {"threads_per_worker": 1, "processes": True, "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
-    with LocalCluster(n_workers=workers, env=env, **kwargs) as c, Client(c, set_as_default=False) as client:
+    _extra()
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(**local_cluster(workers)) as c, Client(c, set_as_default=False) as client:
         POOL = client
         try:
             yield
