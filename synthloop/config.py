@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .graders import REGISTRY
 
-STRATEGIES = ("replace", "accumulate", "accumulate_subsample", "fixed_fraction")
+STRATEGIES = ("replace", "accumulate", "accumulate_subsample", "fixed_fraction", "dilution")
 GRADERS = tuple(REGISTRY)  # grade.steps: every grader the grade stage knows
 
 
@@ -270,16 +270,20 @@ class GradeParams(_Section):
 
 
 class MixParams(_Section):
-    strategy: Literal["replace", "accumulate", "accumulate_subsample", "fixed_fraction"] = Field(description="How real and synthetic documents form the next training set.")
-    real_fraction: float = Field(ge=0, le=1, description="fixed_fraction: share of real documents (resampled each generation).")
-    train_size: int = Field(ge=1, description="Documents in each training set (accumulate grows past it: real train_size + all kept synthetic).")
+    strategy: Literal["replace", "accumulate", "accumulate_subsample", "fixed_fraction", "dilution"] = Field(description="How real and synthetic documents form the next training set. dilution is the real-only control of fixed_fraction: the same real share alone, and each training batch cut to that share of its windows (the real windows synthetic data would have displaced).")
+    real_fraction: float = Field(ge=0, le=1, description="fixed_fraction and dilution: share of real data (by mix.unit), resampled each generation.")
+    train_size: int = Field(ge=1, description="Size of each training set in mix.unit (accumulate grows past it: the real base of train_size + all kept synthetic).")
+    unit: Literal["documents", "tokens"] = Field(description="What mix.train_size and mix.real_fraction count: documents, or tokens of the loop's tokenizer (token-matched mixing: whole real tales are several times longer than capped samples).")
+    train_size0: int | None = Field(ge=1, description="Generation 0's real training set in mix.unit (null = mix.train_size; above the split's size = the whole split). The real base later generations mix with stays mix.train_size.")
 
 
 class TrainParams(_Section):
-    init: Literal["scratch", "continue", "base"] = Field(description="Where each generation's training starts: scratch (new random weights; scratch models), continue (the previous generation's model) or base (the original pretrained model, every generation: Shumailov et al.'s protocol).")
+    init: Literal["scratch", "continue", "base"] = Field(description="Where each generation's training starts: scratch (new random weights; scratch models), continue (the previous generation's model) or base (every generation fine-tunes the same base: the pretrained model.source, Shumailov et al.'s protocol, or for a scratch model generation 0's model, trained on real data only).")
     method: Literal["full", "lora"] = Field(description="full: every weight trains; lora: low-rank adapters (peft) on train.lora_targets, merged into the saved model (the adapter kept beside it in model/adapter). lora needs a pretrained model.source.")
-    steps: int = Field(ge=1, description="Optimizer steps per generation (fixed steps, so every strategy sees the same tokens).")
-    steps0: int | None = Field(ge=0, description="Optimizer steps at generation 0 (null = train.steps); 0 = a pretrained model.source as it is, untrained.")
+    steps: int = Field(ge=1, description="Optimizer steps per generation when train.budget = steps (fixed compute: every strategy sees the same tokens).")
+    steps0: int | None = Field(ge=0, description="Optimizer steps at generation 0 whatever train.budget (null = as later generations); 0 = a pretrained model.source as it is, untrained.")
+    budget: Literal["steps", "epochs"] = Field(description="How long each generation trains: steps (train.steps, fixed compute) or epochs (train.epochs passes over its training set: accumulate's compute grows with its pool).")
+    epochs: float = Field(gt=0, description="train.budget = epochs: passes over the training set's tokens per generation (steps = epochs x tokens / (batch_size x block_size), at least warmup_steps + 1).")
     lora_rank: int = Field(ge=1, le=1024, description="lora: rank r of each adapter.")
     lora_alpha: float = Field(gt=0, description="lora: scaling alpha (the update is scaled by alpha / r).")
     lora_dropout: float = Field(ge=0, lt=1, description="lora: dropout on the adapter's input.")
@@ -305,14 +309,22 @@ class TrainParams(_Section):
             raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be below train.steps0 ({self.steps0})")
         return self
 
-    def at(self, gen: int) -> TrainParams:
-        """The settings generation `gen` trains with (generation 0 may have its own step count)."""
-        return self.model_copy(update={"steps": self.steps0}) if gen == 0 and self.steps0 is not None else self
+    def at(self, gen: int, stream_tokens: int = 0) -> TrainParams:
+        """The settings generation `gen` trains with on a training stream of `stream_tokens` tokens:
+        generation 0 may have its own step count; train.budget = epochs sets the steps from the stream."""
+        if gen == 0 and self.steps0 is not None:
+            return self.model_copy(update={"steps": self.steps0})
+        if self.budget == "epochs" and stream_tokens:
+            steps = round(self.epochs * stream_tokens / (self.batch_size * self.block_size))
+            return self.model_copy(update={"steps": max(steps, self.warmup_steps + 1)})
+        return self
 
 
 class EvaluateParams(_Section):
-    num_samples: int = Field(ge=1, description="Fresh samples drawn each generation for diversity metrics (same count and length every generation).")
-    max_test_tokens: int = Field(ge=64, description="Cap on held-out real test tokens scored for cross-entropy.")
+    num_samples: int = Field(ge=1, description="Fresh samples drawn per round for the sample metrics (T=1, generate.max_new_tokens); more rounds are drawn until evaluate.metric_words is filled.")
+    max_test_tokens: int = Field(ge=0, description="Cap on held-out real test tokens scored for cross-entropy (0 = the whole test split).")
+    block_size: int = Field(ge=8, description="Tokens per window when scoring the test split (non-overlapping windows): the evaluation's own, so changing train.block_size does not change the metric; at most the model's context.")
+    metric_words: int = Field(ge=0, description="Word budget of the sample metrics: samples are pooled in order and cut at this many words, and the real-text reference is cut to the same budget, so a model whose samples grow shorter is not scored as more diverse (0 = every word of evaluate.num_samples samples, round 1).")
     keep_samples: int = Field(ge=0, le=100, description="Samples kept as text in each generation's samples.jsonl.")
 
 
@@ -348,8 +360,6 @@ class Params(_Section):
                 raise ValueError(f"train.init = scratch would discard the pretrained model.source ({self.model.source}); "
                                  "use continue or base")
         else:
-            if t.init == "base":
-                raise ValueError("train.init = base fine-tunes a pretrained model; set model.source to one, or use scratch or continue")
             if t.method == "lora":
                 raise ValueError("train.method = lora adapts a pretrained model; set model.source to one, or use full")
             if t.steps0 == 0:
@@ -359,17 +369,29 @@ class Params(_Section):
                                  "or a teacher (generate.source: teacher) has")
         if g.prompt == "template" and not (g.template and g.topics):
             raise ValueError("generate.prompt = template needs generate.template and generate.topics (text files)")
+        if self.mix.strategy == "dilution" and self.train_at(1).batch_size % self.compute.train_processes:
+            raise ValueError(f"mix.strategy = dilution trains on batches of {self.train_at(1).batch_size} windows, which "
+                             f"compute.train_processes ({self.compute.train_processes}) must divide; raise train.batch_size")
         if t.batch_size % self.compute.train_processes:
             raise ValueError(f"compute.train_processes ({self.compute.train_processes}) must divide train.batch_size "
                              f"({t.batch_size}): each process trains on an equal share of every batch")
         return self
 
+    def train_at(self, gen: int, stream_tokens: int = 0) -> TrainParams:
+        """TrainParams.at, and the dilution control's batch: the real share of each batch's windows."""
+        cfg = self.train.at(gen, stream_tokens)
+        if gen > 0 and self.mix.strategy == "dilution":
+            batch = max(1, round(self.mix.real_fraction * cfg.batch_size))
+            cfg = cfg.model_copy(update={"batch_size": batch, "micro_batch": batch})
+        return cfg
+
     @model_validator(mode="after")
     def _fits_context(self) -> Params:
         if self.pretrained:
             return self  # the model's own context: checked against the model by the preflight
-        if self.train.block_size > self.model.context:
-            raise ValueError(f"train.block_size ({self.train.block_size}) exceeds model.context ({self.model.context})")
+        for key, size in (("train.block_size", self.train.block_size), ("evaluate.block_size", self.evaluate.block_size)):
+            if size > self.model.context:
+                raise ValueError(f"{key} ({size}) exceeds model.context ({self.model.context})")
         prompt = 1 + (self.generate.prompt_tokens if self.generate.prompt == "prefix" else 0)  # EOS + prefix
         if self.generate.source == "self" and prompt + self.generate.max_new_tokens > self.model.context:
             raise ValueError(

@@ -106,6 +106,9 @@ class Layout:
     def mix_stats(self, k: int | str) -> Path:
         return self.gen(k) / "mix.json"
 
+    def train_stats(self, k: int | str) -> Path:
+        return self.gen(k) / "train.json"
+
     def train_checkpoint(self, k: int | str) -> Path:
         """The train stage's resumable checkpoint (deleted once the model is saved)."""
         return self.gen(k) / "train_checkpoint.pt"

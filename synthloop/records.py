@@ -8,6 +8,8 @@ A row is a JSON object (one line of a .jsonl file):
   parent      generation of the model that wrote it (None for real text and a teacher's)
   writer      who wrote it: "gen<k-1>" (self) or "teacher:<generate.teacher | model@url>" (synthetic rows)
   prompt      the prompt it was sampled from ("" for bos)
+  truncated   a sample cut at generate.max_new_tokens (its text did not end): packed for training
+              without an end-of-text after it
   scores      grader outputs, e.g. {"self_ppl": 87.1, "repetition": 0.02}
   kept        the grader's decision (synthetic rows after grading)
   dropped_by  the first rule that dropped it, or None
@@ -26,6 +28,7 @@ class Row(TypedDict, total=False):
     parent: int | None
     writer: str
     prompt: str
+    truncated: bool
     scores: dict[str, float]
     kept: bool
     dropped_by: str | None
@@ -43,7 +46,15 @@ def real_row(n: int, text: str) -> Row:
     }
 
 
-def sample_row(gen: int, n: int, text: str, prompt: str, writer: str | None = None, parent: int | None = -1) -> Row:
+def sample_row(
+    gen: int,
+    n: int,
+    text: str,
+    prompt: str,
+    writer: str | None = None,
+    parent: int | None = -1,
+    truncated: bool = False,
+) -> Row:
     """A synthetic row; by default written by generation gen-1's model (the self loop)."""
     return {
         "id": f"g{gen}:{n}",
@@ -53,6 +64,7 @@ def sample_row(gen: int, n: int, text: str, prompt: str, writer: str | None = No
         "parent": gen - 1 if parent == -1 else parent,
         "writer": writer or f"gen{gen - 1}",
         "prompt": prompt,
+        "truncated": truncated,
         "scores": {},
     }
 

@@ -47,6 +47,7 @@ class Reply:
     prompt_tokens: int | None = None  # the server's usage fields, when it sends them
     completion_tokens: int | None = None
     top_logprobs: dict[str, float] | None = None  # the first token's, when the request asked for logprobs
+    finish_reason: str | None = None  # "length": the completion hit max_tokens; "stop": it ended
 
 
 def api_key(env_var: str | None, key: str) -> str | None:
@@ -160,7 +161,8 @@ def _parse(body: bytes, route: str) -> Reply | None:
         return None
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     counts = [usage.get(k) if isinstance(usage.get(k), int) else None for k in ("prompt_tokens", "completion_tokens")]
-    return Reply(text, "ok", "", *counts, _top_logprobs(choice) if route == "completions" else None)
+    finish = choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None
+    return Reply(text, "ok", "", *counts, _top_logprobs(choice) if route == "completions" else None, finish)
 
 
 class _Streak:

@@ -70,6 +70,7 @@ def _row(reply) -> dict:
         "detail": reply.detail,
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
+        "finish_reason": reply.finish_reason,
     }
 
 

@@ -154,12 +154,28 @@ def chat_prompts(tok: Tok, instructions: list[str]) -> list[list[int]]:
 
 def pack(tok: Tok, texts: list[str]) -> torch.Tensor:
     """One token stream: SEP doc SEP doc ... SEP (no padding anywhere)."""
+    return pack_open(tok, texts)[0]
+
+
+def pack_open(
+    tok: Tok, texts: list[str], open_ended: list[bool] | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """pack, and which tokens are no training target (None: every one is): the separator after an
+    open-ended document, a sample cut at generate.max_new_tokens, since that text did not end there.
+    Trained as an end it would teach each generation that texts end sooner (round 1's defect)."""
     stream: list[int] = []
-    for ids in encode(tok, texts):
+    skip: list[int] = []
+    for ids, cut in zip(encode(tok, texts), open_ended or [False] * len(texts)):
         stream.append(tok.sep)
         stream.extend(ids)
+        if cut:
+            skip.append(len(stream))  # the separator that follows it
     stream.append(tok.sep)
-    return torch.tensor(stream, dtype=torch.long)
+    if not skip:
+        return torch.tensor(stream, dtype=torch.long), None
+    mask = torch.zeros(len(stream), dtype=torch.bool)
+    mask[skip] = True
+    return torch.tensor(stream, dtype=torch.long), mask
 
 
 # --- models ------------------------------------------------------------------

@@ -82,8 +82,10 @@ def train(
     on_log: Callable[[int, float], None] | None = None,
     desc: str = "training",
     ckpt: Checkpoints | None = None,
+    skip: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Train in place on random windows of a packed token stream; returns summary numbers.
+    `skip` (bool, the stream's length) marks tokens that are never a target (lm.pack_open).
 
     With `ckpt`, the state (weights, optimizer, the batch generator, the losses so far) is saved
     every `ckpt.every` steps, and a run that finds a checkpoint of the same inputs resumes from it:
@@ -133,10 +135,12 @@ def train(
         for j, micro in enumerate(micros):  # gradient accumulation; DDP syncs on the last pass only
             sync = world == 1 or j == len(micros) - 1
             with contextlib.nullcontext() if sync else net.no_sync():
-                chunk = stream[micro[:, None] + offsets].to(device)
+                at = micro[:, None] + offsets
+                chunk = stream[at].to(device)
+                targets = chunk[:, 1:] if skip is None else chunk[:, 1:].masked_fill(skip[at][:, 1:].to(device), -100)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                     logits = net(input_ids=chunk[:, :-1]).logits
-                part = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
+                part = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
                 (part * len(micro) * world / cfg.batch_size).backward()  # DDP divides by world: the global mean
             loss += part.item() * len(micro) / cfg.batch_size
         if world > 1:

@@ -32,6 +32,7 @@ class Written:
     prompt_tokens: int
     completion_tokens: int
     budget_hit: bool
+    truncated: list[bool]  # each sample: cut at generate.max_new_tokens, its text unfinished
 
 
 def make_prompts(tok: lm.Tok, real_texts: list[str], n: int, mode: str, prompt_tokens: int, rng) -> list[list[int]]:
@@ -139,6 +140,7 @@ def in_process(ctx: StageContext) -> tuple[Written, str]:
         sum(len(ids[i]) for i in done),
         sum(len(new[i]) for i in done),
         len(done) < len(ids),
+        [len(new[i]) >= g.max_new_tokens for i in done],  # no stop token came before the cap
     ), w.name
 
 
@@ -199,7 +201,13 @@ def over_http(ctx: StageContext) -> tuple[Written, str]:
         counted = {
             f: sum(map(len, lm.encode(tok, x))) for f, x in (("prompt_tokens", sent), ("completion_tokens", out))
         }
-    used = Written(out, sent, counted["prompt_tokens"], counted["completion_tokens"], len(rows) < len(texts))
+    cut = [  # the server's word for "hit max_tokens", else its count of completion tokens
+        r.get("finish_reason") == "length"
+        if r.get("finish_reason")
+        else (r.get("completion_tokens") or 0) >= g.max_new_tokens
+        for r in rows
+    ]
+    used = Written(out, sent, counted["prompt_tokens"], counted["completion_tokens"], len(rows) < len(texts), cut)
     return used, f"teacher:{g.model}@{g.base_url}"
 
 
@@ -209,13 +217,17 @@ def run(ctx: StageContext) -> dict[str, float]:
     written, name = over_http(ctx) if g.backend == "http" else in_process(ctx)
     seconds = time.perf_counter() - start
     parent = k - 1 if g.source == "self" else None
-    rows = (sample_row(k, i, t, pt, name, parent) for i, (t, pt) in enumerate(zip(written.texts, written.prompts)))
+    rows = (
+        sample_row(k, i, t, pt, name, parent, cut)
+        for i, (t, pt, cut) in enumerate(zip(written.texts, written.prompts, written.truncated))
+    )
     io.write_rows(lay.synthetic(k), rows)
     shutil.rmtree(lay.sample_shards(k), ignore_errors=True)  # synthetic.jsonl now holds what they held
     price_in, price_out = g.price_per_mtok
     stats = {
         "n_generated": len(written.texts),
         "n_empty": sum(not t.strip() for t in written.texts),
+        "truncated_share": sum(written.truncated) / max(1, len(written.truncated)),
         "prompt_tokens": written.prompt_tokens,
         "completion_tokens": written.completion_tokens,
         "cost": (written.prompt_tokens * price_in + written.completion_tokens * price_out) / 1e6,

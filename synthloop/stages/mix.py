@@ -1,55 +1,91 @@
 """mix: build generation k's training set from real and kept synthetic documents.
 
-Strategies (train_size = N documents):
-  replace               N kept synthetic documents of this generation (all if fewer)
+Strategies (train_size = N, in mix.unit: documents, or tokens of the loop's tokenizer):
+  replace               N of kept synthetic documents of this generation (all if fewer)
   accumulate            the fixed real base (N real) + every kept synthetic document so far
   accumulate_subsample  N drawn from that same growing pool (removes the extra-data confound)
-  fixed_fraction        round(r*N) real, resampled each generation, + the rest synthetic
-Generation 0 trains on the real base alone. Rows keep their provenance.
+  fixed_fraction        r*N real, resampled each generation, + the rest synthetic
+  dilution              the control of fixed_fraction: its r*N real alone (train cuts each batch to r)
+Generation 0 trains on real data alone: mix.train_size0 of it (null = the real base). By tokens, a
+draw takes whole documents until it holds N tokens (the last one may pass N). Rows keep their provenance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from random import Random
 
 from .. import faults, io
 from ..config import MixParams
 from ..metrics.text import words
+from ..models import lm
 from ..records import Row, share
 from .context import StageContext
 from .table import stage_id
 
+Size = Callable[[Row], int]  # a row's size in mix.unit
 
-def draw(rows: list[Row], n: int, rng: Random) -> list[Row]:
-    """n rows without replacement (all of them, shuffled, when there are fewer)."""
-    return rng.sample(rows, n) if n < len(rows) else rng.sample(rows, len(rows))
+
+def draw(rows: list[Row], n: int, rng: Random, size: Size | None = None) -> list[Row]:
+    """Rows without replacement until they hold n (documents, or `size` units); all, shuffled, when
+    there are fewer. By documents it is rng.sample(rows, n)."""
+    if n <= 0:
+        return []
+    if size is None:
+        return rng.sample(rows, min(n, len(rows)))
+    out, total = [], 0
+    for row in rng.sample(rows, len(rows)):
+        if total >= n:
+            break
+        out.append(row)
+        total += size(row)
+    return out
 
 
 def mix_rows(
-    cfg: MixParams, real_base: list[Row], real_all: list[Row], kept: list[Row], pool: list[Row], rng: Random
+    cfg: MixParams,
+    real_base: list[Row],
+    real_all: list[Row],
+    kept: list[Row],
+    pool: list[Row],
+    rng: Random,
+    size: Size | None = None,
 ) -> list[Row]:
     """The training rows for a generation >= 1; `pool` already includes `kept`."""
     n = cfg.train_size
     if cfg.strategy == "replace":
-        return draw(kept, n, rng)
+        return draw(kept, n, rng, size)
     if cfg.strategy == "accumulate":
-        return draw(real_base + pool, len(real_base) + len(pool), rng)
+        return shuffled(real_base + pool, rng)
     if cfg.strategy == "accumulate_subsample":
-        return draw(real_base + pool, n, rng)
-    n_real = round(cfg.real_fraction * n)
-    return draw(draw(real_all, n_real, rng) + draw(kept, n - n_real, rng), n, rng)
+        return draw(real_base + pool, n, rng, size)
+    real = draw(real_all, round(cfg.real_fraction * n), rng, size)
+    if cfg.strategy == "dilution":
+        return real
+    rest = n - (len(real) if size is None else sum(map(size, real)))
+    return shuffled(real + draw(kept, rest, rng, size), rng)
+
+
+def shuffled(rows: list[Row], rng: Random) -> list[Row]:
+    return rng.sample(rows, len(rows))
 
 
 def run(ctx: StageContext) -> dict[str, float]:
     p, lay, k = ctx.params, ctx.layout, ctx.gen
+    size = None
+    if p.mix.unit == "tokens":
+        tok = lm.load_tokenizer(lay.tokenizer)
+        size = lambda row: len(tok.backend.encode(row["text"], add_special_tokens=False).ids) + 1  # noqa: E731  +SEP
     real_all = io.read_rows(lay.real_train)
-    real_base = draw(real_all, p.mix.train_size, Random(ctx.params.loop.seed))  # same every generation
+    real_base = draw(real_all, p.mix.train_size, Random(ctx.params.loop.seed), size)  # same every generation
     if k == 0:
-        kept, pool, train = [], [], real_base
+        kept, pool = [], []
+        first = p.mix.train_size0
+        train = real_base if first is None else draw(real_all, first, Random(ctx.params.loop.seed), size)
     else:
         kept = [r for r in io.read_rows(lay.graded(k)) if r["kept"]]
         pool = io.read_rows(lay.pool(k - 1)) + kept
-        train = mix_rows(p.mix, real_base, real_all, kept, pool, ctx.rng("mix"))
+        train = mix_rows(p.mix, real_base, real_all, kept, pool, ctx.rng("mix"), size)
     io.write_rows(lay.pool(k), pool)
     faults.point("mid:" + stage_id("mix", k))  # pool written, training set not yet
     io.write_rows(lay.train_set(k), train)
@@ -61,6 +97,15 @@ def run(ctx: StageContext) -> dict[str, float]:
         "pool_size": len(pool),
         # documents differ in length (whole real tales vs capped samples): the share by words
         "synthetic_word_share": n_words["synthetic"] / max(1, sum(n_words.values())),
+        "real_words": n_words["real"],
+        "synthetic_words": n_words["synthetic"],
     }
+    if size is not None:
+        n_tokens = {src: sum(size(r) for r in train if r["source"] == src) for src in ("real", "synthetic")}
+        stats |= {
+            "real_tokens": n_tokens["real"],
+            "synthetic_tokens": n_tokens["synthetic"],
+            "synthetic_token_share": n_tokens["synthetic"] / max(1, sum(n_tokens.values())),
+        }
     io.write_json(lay.mix_stats(k), stats)
     return stats

@@ -17,6 +17,19 @@ GRADER_COLUMNS = [
     "decontaminate_dropped",
     *[f"audit_{g}_{m}" for g in AUDITED for m in ("auc", "real_keep")],
 ]
+# numbers some runs do not have (an older run's files, a stage that does not write them): left empty
+OPTIONAL = [
+    "truncated_share",
+    "train_steps",
+    "train_tokens",
+    "train_epochs",
+    "train_loss",
+    "real_words",
+    "synthetic_words",
+    "real_tokens",
+    "synthetic_tokens",
+    "synthetic_token_share",
+]
 COLUMNS = [
     "generation",
     "test_ce",
@@ -24,6 +37,7 @@ COLUMNS = [
     "test_bpb",
     "test_bpc",
     "test_entropy",
+    "test_ce_gap",
     "distinct_1",
     "distinct_2",
     "distinct_3",
@@ -54,7 +68,22 @@ COLUMNS = [
     "kept_share",
     "sample_words_mean",
     "empty_share",
+    "metric_words",
+    *[
+        f"{m}_real"
+        for m in (
+            "distinct_1",
+            "distinct_2",
+            "distinct_3",
+            "ttr",
+            "self_bleu",
+            "unigram_kl",
+            "unigram_js",
+            "zipf_slope",
+        )
+    ],
     *GRADER_COLUMNS,
+    *OPTIONAL,
 ]
 SPENT0 = {"completion_tokens": 0, "prompt_tokens": 0, "cost": 0.0, "budget_hit": 0}  # generation 0 generates nothing
 PLOTTED = [
@@ -77,7 +106,7 @@ def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
             if stage.stats and k >= stage.first:
                 row.update(io.read_json(table.stats_file(lay, stage, k)))
         row["n_generated"] = row.get("n_graded", 0)
-        rows.append({c: row.get(c, "") if c in GRADER_COLUMNS else row[c] for c in COLUMNS})
+        rows.append({c: row.get(c, "") if c in GRADER_COLUMNS or c in OPTIONAL else row[c] for c in COLUMNS})
     return rows
 
 

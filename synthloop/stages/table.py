@@ -110,10 +110,10 @@ TABLE: tuple[Stage, ...] = (
     Stage(
         "mix",
         0,
-        reads=("real_train", "graded", "pool:prev"),
+        reads=("real_train", "tokenizer", "graded", "pool:prev"),
         writes=(Out("train_set"), Out("pool"), Out("mix_stats", cache=False)),
-        params=("mix.strategy", "mix.real_fraction", "mix.train_size", "loop.seed"),
-        params0=("mix.train_size", "loop.seed"),  # generation 0 trains on the real base alone
+        params=("mix.strategy", "mix.real_fraction", "mix.train_size", "mix.unit", "loop.seed"),
+        params0=("mix.train_size", "mix.train_size0", "mix.unit", "loop.seed"),  # generation 0: real data alone
         stats="mix_stats",
         md5=("train_set",),
         artifacts=("mix_stats",),
@@ -121,11 +121,13 @@ TABLE: tuple[Stage, ...] = (
     Stage(
         "train",
         0,
-        reads=("tokenizer", "train_set", "model:prev"),
-        writes=(Out("model"),),
-        params=(*section("model"), *section("train"), "loop.seed"),
+        reads=("tokenizer", "train_set", "model:prev", "model:0"),  # model:0: init base on a scratch model
+        writes=(Out("model"), Out("train_stats", cache=False)),
+        params=(*section("model"), *section("train"), "mix.strategy", "mix.real_fraction", "loop.seed"),
+        params0=(*section("model"), *section("train"), "loop.seed"),
         code=("synthloop/models",),
-        artifacts=("model",),
+        stats="train_stats",
+        artifacts=("model", "train_stats"),
     ),
     Stage(
         "evaluate",
@@ -135,8 +137,9 @@ TABLE: tuple[Stage, ...] = (
         params=(
             "evaluate.num_samples",
             "evaluate.max_test_tokens",
+            "evaluate.block_size",
+            "evaluate.metric_words",
             "evaluate.keep_samples",
-            "train.block_size",
             "generate.max_new_tokens",
             "generate.batch_size",
             "loop.seed",
@@ -210,9 +213,8 @@ def files(lay: Layout, stage: Stage, gen: int | None, prev: object = None) -> tu
     """(inputs, outputs) of a stage run; `gen`/`prev` may be DVC templates ('${key}', '${item}')."""
     prev = gen - 1 if prev is None and isinstance(gen, int) and gen > 0 else prev
     reads = [path_of(lay, r, gen, prev) for r in stage.reads]
-    return list(dict.fromkeys(p for p in reads if p is not None)), [
-        path_of(lay, o.path, gen, prev) for o in stage.writes
-    ]
+    writes = [path_of(lay, o.path, gen, prev) for o in stage.writes]
+    return list(dict.fromkeys(p for p in reads if p is not None and p not in writes)), writes  # train0 makes model:0
 
 
 def stats_file(lay: Layout, stage: Stage, gen: int | None) -> Path | None:

@@ -268,3 +268,31 @@ def test_sample_metrics_do_not_depend_on_the_hash_seed():
         for seed in ("1", "2", "3", "4")
     }
     assert len(outs) == 1
+
+
+def test_cut_words_keeps_order_and_cuts_the_last_text():
+    from synthloop.metrics.samples import cut_words
+
+    assert cut_words(["a b c", "d, e f", "g"], 5) == ["a b c", "d, e"]
+    assert cut_words(["a b", ""], 10) == ["a b", ""]
+    assert cut_words(["a b c"], 0) == []
+
+
+def test_sample_metrics_see_exactly_the_word_budget_and_so_does_the_reference():
+    """Round 1's confound: the same text in shorter pieces scored as more diverse. On a word budget
+    the pooled metrics see the same words, and the real reference is cut to that budget too."""
+    from synthloop.metrics.samples import sample_metrics
+
+    real = [
+        f"the king {w} went to the {v} wood and met a {u}" for w, v, u in zip("abcdefgh", "ijklmnop", "qrstuvwx")
+    ] * 5
+    long = [" ".join(real[i : i + 4]) for i in range(0, 40, 4)]
+    short = [" ".join(t.split()[:5]) for t in real]  # the first words only
+    on_budget = sample_metrics(long, real, real, budget=100), sample_metrics(short, real, real, budget=100)
+    assert on_budget[0]["metric_words"] == 100 and on_budget[1]["metric_words"] == 100
+    assert (
+        on_budget[0]["distinct_2_real"] == on_budget[1]["distinct_2_real"]
+    )  # the reference depends on the budget only
+    unbudgeted = sample_metrics(long, real, real), sample_metrics(short, real, real)
+    assert unbudgeted[0]["metric_words"] == sum(len(t.split()) for t in long)
+    assert unbudgeted[1]["distinct_2_real"] != unbudgeted[0]["distinct_2_real"]

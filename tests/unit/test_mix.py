@@ -17,9 +17,9 @@ KEPT = [sample_row(2, i, f"gen two sample {i}", "") for i in range(30)]
 POOL = [sample_row(1, i, f"gen one sample {i}", "") for i in range(25)] + KEPT
 
 
-def mix(strategy, real_fraction=0.1, train_size=20, kept=KEPT, pool=POOL, seed=0):
-    cfg = MixParams(strategy=strategy, real_fraction=real_fraction, train_size=train_size)
-    return mix_rows(cfg, REAL_BASE, REAL_ALL, kept, pool, Random(seed))
+def mix(strategy, real_fraction=0.1, train_size=20, kept=KEPT, pool=POOL, seed=0, unit="documents", size=None):
+    cfg = MixParams(strategy=strategy, real_fraction=real_fraction, train_size=train_size, unit=unit, train_size0=None)
+    return mix_rows(cfg, REAL_BASE, REAL_ALL, kept, pool, Random(seed), size)
 
 
 def n_real(rows):
@@ -56,6 +56,39 @@ def test_fixed_fraction_exact_counts(r, expected_real):
     assert share(out, "synthetic") == pytest.approx((20 - expected_real) / 20)
     assert {r["id"] for r in out if r["source"] == "real"} <= {r["id"] for r in REAL_ALL}
     assert {r["id"] for r in out if r["source"] == "synthetic"} <= {r["id"] for r in KEPT}
+
+
+def test_dilution_is_fixed_fractions_real_rows_alone():
+    for r in (0.1, 0.5):
+        fixed, alone = mix("fixed_fraction", real_fraction=r, seed=5), mix("dilution", real_fraction=r, seed=5)
+        assert sorted(x["id"] for x in alone) == sorted(x["id"] for x in fixed if x["source"] == "real")
+        assert n_real(alone) == len(alone) == round(r * 20)
+
+
+def words_of(row):
+    return len(row["text"].split())
+
+
+# real rows: 3 words each ("real document i"), kept samples 4 ("gen two sample i")
+@pytest.mark.parametrize(
+    "strategy, r, real_words, synthetic_words",
+    [
+        ("replace", 0.1, 0, 40),
+        ("fixed_fraction", 0.1, 6, 36),
+        ("fixed_fraction", 0.5, 21, 20),
+        ("dilution", 0.5, 21, 0),
+    ],
+)
+def test_tokens_unit_counts_size_not_documents(strategy, r, real_words, synthetic_words):
+    out = mix(strategy, real_fraction=r, train_size=40, unit="tokens", size=words_of)
+    got = {src: sum(words_of(x) for x in out if x["source"] == src) for src in ("real", "synthetic")}
+    assert got == {"real": real_words, "synthetic": synthetic_words}  # whole documents until the size is reached
+
+
+def test_tokens_unit_subsample_stops_at_size():
+    out = mix("accumulate_subsample", train_size=40, unit="tokens", size=words_of)
+    total = sum(map(words_of, out))
+    assert 40 <= total < 44  # the last document may pass the size by less than its own length
 
 
 def test_fixed_fraction_resamples_real_beyond_the_base():
@@ -101,8 +134,10 @@ def test_row_constructors_carry_provenance():
         "parent": 3,
         "writer": "gen3",
         "prompt": "Once",
+        "truncated": False,
         "scores": {},
     }
+    assert sample_row(4, 7, "t", "Once", truncated=True)["truncated"] is True
     teacher = sample_row(4, 7, "t", "Once", "teacher:smollm2@http://127.0.0.1:8080", None)
     assert (teacher["parent"], teacher["writer"]) == (None, "teacher:smollm2@http://127.0.0.1:8080")
     assert share([], "real") == 0.0

@@ -28,6 +28,8 @@ def _cfg(**kw) -> TrainParams:
         warmup_steps=1,
         weight_decay=0.1,
         precision="fp32",
+        budget="steps",
+        epochs=1.0,
     )
     return TrainParams(**{**base, **kw})
 
@@ -92,3 +94,37 @@ def test_a_stopped_run_resumes_from_its_checkpoint_with_identical_weights(tmp_pa
         assert torch.equal(pa, pb)
     other = Checkpoints(tmp_path / "ckpt.pt", key="inputs-2", every=5)  # other inputs: start over
     assert other.restore(resumed_model, None, None, []) == 0
+
+
+def test_a_truncated_documents_end_is_no_target():
+    """lm.pack_open: the separator after a sample cut at max_new_tokens is masked out of the loss."""
+    from synthloop.models.lm import pack_open, train_tokenizer
+
+    tok = train_tokenizer(["once upon a time there was a king"] * 4, vocab_size=300)
+    stream, skip = pack_open(tok, ["once upon", "a time", "a king"], [False, True, False])
+    sep = tok.sep
+    assert stream.tolist().count(sep) == 4 and skip.sum() == 1
+    (at,) = skip.nonzero()[0].tolist()
+    assert stream[at] == sep and stream[at - 1] != sep  # the end after "a time", not after the others
+    assert pack_open(tok, ["once upon", "a king"], [False, False])[1] is None
+
+
+def test_training_never_learns_a_skipped_target():
+    """Every window's loss ignores the skipped targets: with all but one target skipped,
+    the model learns only that one (a stream of 0s with 1s marked skip: it never predicts 1)."""
+    stream = torch.zeros(400, dtype=torch.long)
+    stream[1::2] = 1
+    skip = stream == 1
+    model = build_model(MODEL, vocab_size=40, eos=0, seed=1)
+    train(model, stream, _cfg(steps=30, lr=1e-2), seed=3, device=torch.device("cpu"), skip=skip)
+    with torch.no_grad():
+        probs = model(input_ids=stream[None, :32]).logits.softmax(-1)[0]
+    assert float(probs[:, 0].mean()) > 0.9 and float(probs[:, 1].mean()) < 0.05
+
+
+def test_budget_epochs_sets_steps_from_the_stream():
+    cfg = _cfg(budget="epochs", epochs=2.0, steps=4, warmup_steps=1)
+    assert cfg.at(1, stream_tokens=8 * 16 * 10).steps == 20  # 2 passes over 10 batches' worth
+    assert cfg.at(1, stream_tokens=10).steps == 2  # at least warmup + 1
+    assert _cfg(steps=4).at(1, stream_tokens=10**6).steps == 4  # budget steps: the stream does not matter
+    assert _cfg(budget="epochs", steps0=7).at(0, stream_tokens=10**6).steps == 7  # steps0 wins at generation 0
