@@ -106,6 +106,11 @@ class Layout:
     def mix_stats(self, k: int | str) -> Path:
         return self.gen(k) / "mix.json"
 
+    def timing(self, k: int | str) -> Path:
+        """Seconds each of generation k's stages took (wall and CPU, this process and its children):
+        what a run cost, not what it computed, so no DVC output and no summary.csv column."""
+        return self.gen(k) / ".timing.json"
+
     def train_stats(self, k: int | str) -> Path:
         return self.gen(k) / "train.json"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,17 @@ def _clear_partial_files(lay: Layout, gen: int | None) -> None:
         for stale in io.stale_temps(folder):  # left by a killed run: never read, safe to drop
             log.info("removing %s, a partial file from an interrupted run", stale)
             io.remove(stale)
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process (all its threads) and of its finished children (torchrun ranks)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _record_time(path: Path, sid: str, wall: float, cpu: float) -> None:
+    times = io.read_json(path) if path.is_file() else {}
+    io.write_json(path, {**times, sid: {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}})
 
 
 def run_stage(
@@ -58,12 +70,15 @@ def run_stage(
             return io.read_json(stats) if stats and stats.is_file() else {}
         _clear_partial_files(lay, gen)
         ctx = StageContext(params, lay, gen or 0, sink)
-        begin = time.perf_counter()
+        begin, cpu = time.perf_counter(), _cpu_seconds()
         faults.point(f"before:{sid}")
         try:
-            return importlib.import_module(f"{__package__}.stages.{name}").run(ctx)
+            out = importlib.import_module(f"{__package__}.stages.{name}").run(ctx)
         finally:
             compute_s = time.perf_counter() - begin
+        if gen is not None:
+            _record_time(lay.timing(gen), sid, compute_s, _cpu_seconds() - cpu)
+        return out
 
     if tracker is None:
         metrics = compute(_no_metric)

@@ -21,6 +21,7 @@ METRICS = [
     ("test_ce", "real test cross-entropy (nats)", "lower"),
     ("test_bpb", "real test bits per byte (any tokenizer)", "lower"),
     ("test_entropy", "next-token entropy on real test", "closer to gen 0"),
+    ("test_ce_gap", "cross-entropy minus entropy on real test (shift)", "lower"),
     ("distinct_2", "distinct bigrams of samples", "higher"),
     ("self_bleu", "self-BLEU-4 of samples", "lower"),
     ("unigram_js", "unigram JS to real test", "lower"),
@@ -182,7 +183,8 @@ def ref_histograms(df: pd.DataFrame, root: Path, out: Path) -> bool:
 
 
 def final_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Per arm at the last generation: mean ± std over seeds of each metric and of its delta vs gen 0."""
+    """Per arm at the last generation: mean ± std over seeds of each metric, and its change since
+    generation 0 with the change's 95% confidence interval (t over seeds)."""
     last = int(df["generation"].max())
     final = df[df["generation"] == last]
     rows = []
@@ -190,7 +192,7 @@ def final_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         row = {"arm": arm, "seeds": g["seed"].nunique()}
         for m in metrics:
             row[m] = _pm(g[m])
-            row[f"Δ{m}"] = _pm(g[f"{m}_delta"], signed=True)
+            row[f"Δ{m}"] = _ci_text(g[f"{m}_delta"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -199,6 +201,138 @@ def _pm(values: pd.Series, signed: bool = False) -> str:
     mean, std = values.mean(), values.std() if len(values) > 1 else 0.0
     fmt = "+.3g" if signed else ".3g"
     return f"{mean:{fmt}} ± {std:.2g}"
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t confidence interval of the mean; NaN bounds below 2 values."""
+    from scipy import stats
+
+    v = pd.Series(values, dtype=float).dropna()
+    mean = float(v.mean()) if len(v) else float("nan")
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / len(v) ** 0.5)
+    return mean, mean - half, mean + half
+
+
+def _ci_text(values) -> str:
+    mean, low, high = mean_ci(values)
+    return f"{mean:+.3g}" if low != low else f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
+
+
+def paired(df: pd.DataFrame, metric: str, a: str, b: str) -> dict:
+    """Arm a minus arm b in `metric`'s change since generation 0 at the last generation, paired by
+    seed (the seeds both ran): mean difference, its 95% CI, the paired t-test's p and the seed count."""
+    from scipy import stats
+
+    last = df[df["generation"] == df["generation"].max()]
+    col = f"{metric}_delta"
+    x = last[last["arm"] == a].set_index("seed")[col]
+    y = last[last["arm"] == b].set_index("seed")[col]
+    seeds = x.index.intersection(y.index)
+    diff = x[seeds] - y[seeds]
+    mean, low, high = mean_ci(diff)
+    p = float(stats.ttest_rel(x[seeds], y[seeds]).pvalue) if len(seeds) > 1 and diff.std() > 0 else float("nan")
+    return {"a": a, "b": b, "metric": metric, "diff": mean, "low": low, "high": high, "p": p, "seeds": len(seeds)}
+
+
+def paired_table(df: pd.DataFrame, metric: str, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    rows = []
+    for a, b in pairs:
+        r = paired(df, metric, a, b)
+        ci = "" if r["low"] != r["low"] else f"[{r['low']:+.3g}, {r['high']:+.3g}]"
+        rows.append(
+            {
+                "a − b": f"{a} − {b}",
+                f"Δ{metric} difference": f"{r['diff']:+.3g}",
+                "95% CI": ci,
+                "paired t p": "" if r["p"] != r["p"] else f"{r['p']:.3g}",
+                "seeds": r["seeds"],
+                "verdict": _verdict(r),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _verdict(r: dict) -> str:
+    if r["low"] != r["low"]:
+        return "too few seeds"
+    if r["low"] > 0:
+        return "a higher"
+    if r["high"] < 0:
+        return "a lower"
+    return "not resolved (CI spans 0)"
+
+
+def costs(df: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Per run: what its generations 1..G cost (generation 0, shared by the arms, left out) and
+    test_ce at G: CPU-seconds (each generation's .timing.json, when its files are there), generated
+    tokens, real training data (tokens when the run mixed by tokens, else words) and money."""
+    last = int(df["generation"].max())
+    later = df[df["generation"] > 0]
+    out = later.groupby("run", sort=False).agg(arm=("arm", "first"), seed=("seed", "first"))
+    if "completion_tokens" in later:
+        out["generated_tokens"] = later.groupby("run")["completion_tokens"].sum()
+    real = "real_tokens" if "real_tokens" in later and later["real_tokens"].notna().all() else "real_words"
+    if real in later:
+        out[real] = later.groupby("run")[real].sum()
+    if "cost" in later and later["cost"].sum() > 0:
+        out["money"] = later.groupby("run")["cost"].sum()
+    if "run_dir" in df.columns:
+        out["cpu_seconds"] = [_cpu(root / d, last) for d in df.groupby("run", sort=False)["run_dir"].first()[out.index]]
+    out["test_ce"] = df[df["generation"] == last].set_index("run")["test_ce"]
+    return out.reset_index()
+
+
+def _cpu(run_dir: Path, last: int) -> float:
+    files = [run_dir / "gens" / str(k) / ".timing.json" for k in range(1, last + 1)]
+    if not all(f.is_file() for f in files):
+        return float("nan")
+    return sum(t["cpu_s"] for f in files for t in json.loads(f.read_text()).values())
+
+
+FRONTIER_AXES = [
+    ("cpu_seconds", "CPU-seconds, generations 1..G"),
+    ("generated_tokens", "generated tokens"),
+    ("real_tokens", "real tokens trained on"),
+    ("real_words", "real words trained on"),
+    ("money", "money (generate.price_per_mtok)"),
+]
+
+
+def frontier(cost: pd.DataFrame, out: Path, title: str) -> bool:
+    """Real-data quality at the last generation against each cost, one point per arm (mean over
+    seeds, 95% CI bars); the arms no other arm beats on both axes are joined: the frontier."""
+    axes_ = [(c, label) for c, label in FRONTIER_AXES if c in cost and cost[c].notna().any()]
+    if not axes_:
+        return False
+    plt = plots.pyplot()
+    width = max(7.0, 4.6 * len(axes_))
+    fig, axes = plt.subplots(1, len(axes_), figsize=(width, 4.2), constrained_layout=True, squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (col, label) in zip(axes.flat, axes_):
+        points = []
+        for i, (arm, g) in enumerate(cost.groupby("arm", sort=False)):
+            y, low, high = mean_ci(g["test_ce"])
+            x = float(g[col].mean())
+            err = [[y - low], [high - y]] if low == low else None
+            ax.errorbar(x, y, yerr=err, fmt="o", color=colors(i % 10), label=arm, capsize=3)
+            points.append((x, y))
+        best = sorted(points)
+        edge = [best[0]]
+        for x, y in best[1:]:
+            if y < edge[-1][1]:
+                edge.append((x, y))
+        ax.plot(*zip(*edge), color="grey", lw=1, ls="--", zorder=0)
+        ax.set_xlabel(label)
+        ax.set_ylabel("real test cross-entropy at G (nats)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=9)
+    fig.suptitle(f"{title}: quality against cost (dashed: the frontier)", fontsize=11)
+    _save(fig, out)
+    plt.close(fig)
+    return True
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -219,6 +353,9 @@ def write_report(summary: Path, out: Path, title: str = "synthloop report", root
     curves(df, metrics, out / "delta.png", f"{title}: change since generation 0", delta=True)
     hist = ref_histograms(df, root, out / "ref_ppl_hist.png")
     head = headline(df, out / "headline.png", title)
+    cost = costs(df, root)
+    front = frontier(cost, out / "frontier.png", title)
+    arms = list(dict.fromkeys(df["arm"]))
     seeds = df.groupby("arm")["seed"].nunique()
     text = [
         f"# {title}",
@@ -230,6 +367,17 @@ def write_report(summary: Path, out: Path, title: str = "synthloop report", root
         "",
         markdown_table(final_table(df, [m for m in TABLE if m in metrics])),
         "",
+        *(
+            [
+                f"## Each arm against {arms[0]}, paired by seed (Δtest_ce at generation {last})",
+                "",
+                markdown_table(paired_table(df, "test_ce", [(a, arms[0]) for a in arms[1:]])),
+                "",
+            ]
+            if len(arms) > 1
+            else []
+        ),
+        *(["## Quality against cost", "", "![frontier](frontier.png)", ""] if front else []),
         "## Metrics by generation",
         "",
         "![metrics](metrics.png)",

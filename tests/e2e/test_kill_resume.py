@@ -41,7 +41,7 @@ def hashes(project: Path) -> dict[str, str]:
     from synthloop.io import md5_file
 
     files = [p for d in ("data", "gens") for p in (project / d).rglob("*") if p.is_file()]
-    return {str(p.relative_to(project)): md5_file(p) for p in files if p.name != ".ledger.json"}
+    return {str(p.relative_to(project)): md5_file(p) for p in files if p.name not in (".ledger.json", ".timing.json")}
 
 
 def reused(log: str) -> set[str]:
