@@ -214,6 +214,7 @@ class GradeParams(_Section):
     reference_rule: Literal["none", "band"] = Field(description="reference: none (score only) or band: keep samples whose perplexity under the frozen generation-0 model lies within the real audit documents' quantiles reference_low..reference_high.")
     reference_low: float = Field(ge=0, le=1, description="reference band: lower quantile of the real documents' reference perplexity.")
     reference_high: float = Field(ge=0, le=1, description="reference band: upper quantile of the real documents' reference perplexity.")
+    random_fraction: float = Field(gt=0, le=1, description="random: keep this share of the samples, drawn at random (seeded): the control of a grader that keeps its favourite share.")
     verifier_rule: Literal["none", "top", "resample"] = Field(description="verifier: none (score only), top (keep the verifier_fraction most real-like) or resample (keep each sample with probability proportional to its odds p/(1-p), verifier_fraction kept on average; seeded).")
     verifier_fraction: float = Field(gt=0, le=1, description="verifier top/resample: share of samples kept (resample: in expectation).")
     verifier_train_size: int = Field(ge=10, le=100_000, description="verifier: real training documents (cut to sample length) and generation-0 samples each, to train the real-vs-synthetic classifier once per loop.")
@@ -274,6 +275,8 @@ class MixParams(_Section):
     real_fraction: float = Field(ge=0, le=1, description="fixed_fraction and dilution: share of real data (by mix.unit), resampled each generation.")
     train_size: int = Field(ge=1, description="Size of each training set in mix.unit (accumulate grows past it: the real base of train_size + all kept synthetic).")
     unit: Literal["documents", "tokens"] = Field(description="What mix.train_size and mix.real_fraction count: documents, or tokens of the loop's tokenizer (token-matched mixing: whole real tales are several times longer than capped samples).")
+    select: Literal["none", "verifier"] = Field(description="accumulate_subsample: how its train_size is drawn from the pool of real base + every kept sample: none (uniformly) or verifier (weighted by P(real)^select_power from grade's real-vs-synthetic verifier, each row scored cut to sample length, its origin hidden: Drayson & Lampos 2025's resampling).")
+    select_power: float = Field(ge=0, description="mix.select = verifier: the exponent b of the weights P(real)^b (0 = uniform).")
     train_size0: int | None = Field(ge=1, description="Generation 0's real training set in mix.unit (null = mix.train_size; above the split's size = the whole split). The real base later generations mix with stays mix.train_size.")
 
 
@@ -369,6 +372,9 @@ class Params(_Section):
                                  "or a teacher (generate.source: teacher) has")
         if g.prompt == "template" and not (g.template and g.topics):
             raise ValueError("generate.prompt = template needs generate.template and generate.topics (text files)")
+        if self.mix.select != "none" and self.mix.strategy != "accumulate_subsample":
+            raise ValueError(f"mix.select = {self.mix.select} draws from a mixed pool: it needs mix.strategy = "
+                             f"accumulate_subsample (got {self.mix.strategy})")
         if self.mix.strategy == "dilution" and self.train_at(1).batch_size % self.compute.train_processes:
             raise ValueError(f"mix.strategy = dilution trains on batches of {self.train_at(1).batch_size} windows, which "
                              f"compute.train_processes ({self.compute.train_processes}) must divide; raise train.batch_size")

@@ -16,6 +16,7 @@ REGISTRY = {
     "reference": "likelihood:ReferenceGrader",
     "verifier": "verifier:VerifierGrader",
     "judge": "judge:JudgeGrader",
+    "random": "random_half:RandomGrader",
 }
 
 

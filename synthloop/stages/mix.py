@@ -3,7 +3,8 @@
 Strategies (train_size = N, in mix.unit: documents, or tokens of the loop's tokenizer):
   replace               N of kept synthetic documents of this generation (all if fewer)
   accumulate            the fixed real base (N real) + every kept synthetic document so far
-  accumulate_subsample  N drawn from that same growing pool (removes the extra-data confound)
+  accumulate_subsample  N drawn from that same growing pool (removes the extra-data confound); with
+                        mix.select = verifier, drawn by weight P(real)^b instead of uniformly
   fixed_fraction        r*N real, resampled each generation, + the rest synthetic
   dilution              the control of fixed_fraction: its r*N real alone (train cuts each batch to r)
 Generation 0 trains on real data alone: mix.train_size0 of it (null = the real base). By tokens, a
@@ -33,13 +34,27 @@ def draw(rows: list[Row], n: int, rng: Random, size: Size | None = None) -> list
         return []
     if size is None:
         return rng.sample(rows, min(n, len(rows)))
+    return take(rng.sample(rows, len(rows)), n, size)
+
+
+def take(rows: list[Row], n: int, size: Size | None = None) -> list[Row]:
+    """The first rows that hold n (documents, or `size` units: the last one may pass n)."""
+    if size is None:
+        return rows[:n]
     out, total = [], 0
-    for row in rng.sample(rows, len(rows)):
+    for row in rows:
         if total >= n:
             break
         out.append(row)
         total += size(row)
     return out
+
+
+def weighted_draw(rows: list[Row], weights: list[float], n: int, rng: Random, size: Size | None = None) -> list[Row]:
+    """Rows without replacement, each next one picked with probability proportional to its weight
+    (Efraimidis-Spirakis keys u^(1/w)), until they hold n; weight 0 comes last."""
+    keys = [rng.random() ** (1 / w) if w > 0 else -1.0 for w in weights]
+    return take([rows[i] for i in sorted(range(len(rows)), key=lambda i: -keys[i])], n, size)
 
 
 def mix_rows(
@@ -50,20 +65,35 @@ def mix_rows(
     pool: list[Row],
     rng: Random,
     size: Size | None = None,
+    weights: list[float] | None = None,
 ) -> list[Row]:
-    """The training rows for a generation >= 1; `pool` already includes `kept`."""
+    """The training rows for a generation >= 1; `pool` already includes `kept`; `weights`: one per
+    row of real_base + pool (mix.select)."""
     n = cfg.train_size
     if cfg.strategy == "replace":
         return draw(kept, n, rng, size)
     if cfg.strategy == "accumulate":
         return shuffled(real_base + pool, rng)
     if cfg.strategy == "accumulate_subsample":
+        if weights is not None:
+            return shuffled(weighted_draw(real_base + pool, weights, n, rng, size), rng)
         return draw(real_base + pool, n, rng, size)
     real = draw(real_all, round(cfg.real_fraction * n), rng, size)
     if cfg.strategy == "dilution":
         return real
     rest = n - (len(real) if size is None else sum(map(size, real)))
     return shuffled(real + draw(kept, rest, rng, size), rng)
+
+
+def select_weights(ctx: StageContext, rows: list[Row]) -> list[float]:
+    """P(real)^mix.select_power of each row from grade's verifier (trained once per loop on real
+    documents vs generation-0 samples), every text cut to sample length and its origin not shown."""
+    from ..graders.base import GradeEnv
+    from ..graders.verifier import VerifierGrader
+
+    env = GradeEnv(ctx)
+    p_real = VerifierGrader(env).classifier.score(env.cut([r["text"] for r in rows]))
+    return [float(x) ** ctx.params.mix.select_power for x in p_real]
 
 
 def shuffled(rows: list[Row], rng: Random) -> list[Row]:
@@ -85,7 +115,8 @@ def run(ctx: StageContext) -> dict[str, float]:
     else:
         kept = [r for r in io.read_rows(lay.graded(k)) if r["kept"]]
         pool = io.read_rows(lay.pool(k - 1)) + kept
-        train = mix_rows(p.mix, real_base, real_all, kept, pool, ctx.rng("mix"), size)
+        weights = select_weights(ctx, real_base + pool) if p.mix.select == "verifier" else None
+        train = mix_rows(p.mix, real_base, real_all, kept, pool, ctx.rng("mix"), size, weights)
     io.write_rows(lay.pool(k), pool)
     faults.point("mid:" + stage_id("mix", k))  # pool written, training set not yet
     io.write_rows(lay.train_set(k), train)

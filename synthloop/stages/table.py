@@ -110,9 +110,12 @@ TABLE: tuple[Stage, ...] = (
     Stage(
         "mix",
         0,
-        reads=("real_train", "tokenizer", "graded", "pool:prev"),
+        reads=("real_train", "tokenizer", "graded", "pool:prev", "model:0"),  # model:0: mix.select's verifier
         writes=(Out("train_set"), Out("pool"), Out("mix_stats", cache=False)),
-        params=("mix.strategy", "mix.real_fraction", "mix.train_size", "mix.unit", "loop.seed"),
+        params=(
+            *(f"mix.{key}" for key in ("strategy", "real_fraction", "train_size", "unit", "select", "select_power")),
+            *("grade.verifier_train_size", "generate.max_new_tokens", "generate.batch_size", "loop.seed"),
+        ),
         params0=("mix.train_size", "mix.train_size0", "mix.unit", "loop.seed"),  # generation 0: real data alone
         stats="mix_stats",
         md5=("train_set",),

@@ -372,3 +372,24 @@ def test_audit_grader_stats_keys_and_values():
     assert out["audit_self_real_mean"] == 20.0 and out["audit_self_synth_p50"] == 45.0
     assert out["audit_self_n_synth"] == 2.0
     assert "audit_self_auc" not in audit.grader_stats("self", [], synth, [], -synth, [], [True])
+
+
+def test_random_grader_keeps_a_seeded_share_blind():
+    """grade.steps: [random]: the control of a keep-a-fraction grader keeps exactly its share, the
+    same draw for the same loop seed and generation, whatever the texts say."""
+    from types import SimpleNamespace
+
+    from synthloop.graders.random_half import RandomGrader
+    from synthloop.stages.context import StageContext
+
+    def grade(texts, seed=0, gen=1, fraction=0.5):
+        params = SimpleNamespace(loop=SimpleNamespace(seed=seed), grade=SimpleNamespace(random_fraction=fraction))
+        ctx = StageContext(params, None, gen, lambda *a: None)
+        return RandomGrader(SimpleNamespace(ctx=ctx, cfg=params.grade)).grade(texts).reasons
+
+    texts = [f"text {i}" for i in range(40)]
+    kept = [r is None for r in grade(texts)]
+    assert sum(kept) == 20 and set(grade(texts)) == {None, "random"}
+    assert grade(texts) == grade(["other"] * 40)  # blind to the texts
+    assert grade(texts) != grade(texts, gen=2) and grade(texts) != grade(texts, seed=1)
+    assert sum(r is None for r in grade(texts, fraction=0.25)) == 10

@@ -18,7 +18,15 @@ POOL = [sample_row(1, i, f"gen one sample {i}", "") for i in range(25)] + KEPT
 
 
 def mix(strategy, real_fraction=0.1, train_size=20, kept=KEPT, pool=POOL, seed=0, unit="documents", size=None):
-    cfg = MixParams(strategy=strategy, real_fraction=real_fraction, train_size=train_size, unit=unit, train_size0=None)
+    cfg = MixParams(
+        strategy=strategy,
+        real_fraction=real_fraction,
+        train_size=train_size,
+        unit=unit,
+        train_size0=None,
+        select="none",
+        select_power=1.0,
+    )
     return mix_rows(cfg, REAL_BASE, REAL_ALL, kept, pool, Random(seed), size)
 
 
@@ -141,3 +149,27 @@ def test_row_constructors_carry_provenance():
     teacher = sample_row(4, 7, "t", "Once", "teacher:smollm2@http://127.0.0.1:8080", None)
     assert (teacher["parent"], teacher["writer"]) == (None, "teacher:smollm2@http://127.0.0.1:8080")
     assert share([], "real") == 0.0
+
+
+def test_verifier_selection_draws_real_looking_rows_first():
+    """mix.select = verifier: the same size as a uniform draw, but weighted: rows with weight 0
+    only when nothing else is left, and heavier rows more often."""
+    from synthloop.stages.mix import weighted_draw
+
+    rows = REAL_BASE + POOL
+    weights = [1.0 if r["source"] == "real" else 0.05 for r in rows]
+    cfg = MixParams(
+        strategy="accumulate_subsample",
+        real_fraction=0.1,
+        train_size=20,
+        unit="documents",
+        train_size0=None,
+        select="verifier",
+        select_power=1.0,
+    )
+    picks = [mix_rows(cfg, REAL_BASE, REAL_ALL, KEPT, POOL, Random(s), None, weights) for s in range(20)]
+    assert all(len(out) == 20 and len({r["id"] for r in out}) == 20 for out in picks)
+    real_share = sum(n_real(out) for out in picks) / (20 * 20)
+    assert real_share > 0.6  # uniform draws give 20 / 75 real
+    zero = weighted_draw(rows, [0.0 if r["source"] == "real" else 1.0 for r in rows], 55, Random(0))
+    assert n_real(zero) == 0 and len(zero) == 55  # weight 0 only once everything else is taken
