@@ -96,6 +96,11 @@ class Layout:
         """The real-vs-synthetic verifier (grade), trained once per loop on generation-0 samples."""
         return self.gen(0) / "verifier.json"
 
+    @property
+    def verifier_model(self) -> Path:
+        """The verifier on the generation-0 model's loss statistics (grade.verifier_features: model)."""
+        return self.gen(0) / "verifier_model.json"
+
     def train_set(self, k: int | str) -> Path:
         return self.gen(k) / "train_set.jsonl"
 

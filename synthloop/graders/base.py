@@ -107,6 +107,11 @@ class GradeEnv:
             out.append(text if len(enc.ids) <= n else text[: enc.offsets[n - 1][1]])
         return out
 
+    def cut_to(self, text: str, n: int) -> str:
+        """`text`'s first n tokens, as its original characters (all of it when it is shorter)."""
+        enc = self.tok.backend.encode(text, add_special_tokens=False)
+        return text if len(enc.ids) <= n else text[: enc.offsets[n - 1][1]] if n > 0 else ""
+
     @cached_property
     def test_texts(self) -> list[str]:
         return [r["text"] for r in io.read_rows(self.lay.real_test)]

@@ -1,10 +1,15 @@
-"""A real-vs-synthetic verifier: TF-IDF word 1-2-grams + logistic regression (scikit-learn).
+"""A real-vs-synthetic verifier: logistic regression (scikit-learn) on one of two feature sets.
 
-Trained once per loop on real training documents (cut to sample length) against
-generation-0 samples, it scores p = P(real | text). The fitted model is stored as
-plain JSON (vocabulary, idf weights, coefficients, intercept), never pickled, and
-scored by rebuilding the TF-IDF transform from those numbers, so a stored verifier
-gives exactly the probabilities of the fitted one (a unit test checks it).
+- words (grade.verifier_features): TF-IDF word 1-2-grams, what a text says;
+- model: statistics of the text's per-token loss under the frozen generation-0 model (trained
+  on real data only): mean, sd, quantiles, max and length, how a text reads to a model.
+
+Trained once per loop on real training documents (cut to sample length, or with
+grade.verifier_match_length each cut to the token length of a generation-0 sample, so length
+is no cue) against generation-0 samples, it scores p = P(real | text). The fitted model is
+stored as plain JSON (vocabulary and idf weights, or feature means and scales; coefficients,
+intercept), never pickled, so a stored verifier gives exactly the probabilities of the fitted
+one (a unit test checks it).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from .base import Grader, graded
 from .rules import Rule
 
 FORMAT = "synthloop-verifier/1"
+MODEL_FORMAT = "synthloop-verifier-model/1"
+MODEL_FEATURES = ("nll_mean", "nll_sd", "nll_p10", "nll_p50", "nll_p90", "nll_max", "log_tokens")
 # TfidfVectorizer settings; also stored in the JSON so a file always scores as it was fitted
 ANALYZER = {"ngram_range": [1, 2], "token_pattern": r"(?u)\b\w+\b", "lowercase": True, "sublinear_tf": True}
 MIN_DF, MAX_FEATURES, C = 2, 50_000, 1.0
@@ -92,6 +99,87 @@ class Verifier:
             raise io.DataError(f"{source}: not a synthloop verifier ({exc}); delete it to retrain") from None
 
 
+@dataclass(frozen=True)
+class ModelVerifier:
+    """Logistic regression on standardised MODEL_FEATURES (loss_features of the gen-0 model's NLL)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def score_features(self, x: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
+        if not len(x):
+            return np.zeros(0)
+        return expit(((x - self.mean) / self.scale) @ self.coef + self.intercept)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "features": list(MODEL_FEATURES),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str = "verifier") -> ModelVerifier:
+        try:
+            if obj["format"] != MODEL_FORMAT or list(obj["features"]) != list(MODEL_FEATURES):
+                raise ValueError(f"format {obj['format']!r}, expected {MODEL_FORMAT!r} with {MODEL_FEATURES}")
+            arrays = [np.asarray(obj[k], dtype=np.float64) for k in ("mean", "scale", "coef")]
+            if any(a.shape != (len(MODEL_FEATURES),) for a in arrays):
+                raise ValueError("mean, scale and coef must each hold one number per feature")
+            return cls(*arrays, float(obj["intercept"]), dict(obj.get("info", {})))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise io.DataError(
+                f"{source}: not a synthloop model-feature verifier ({exc}); delete it to retrain"
+            ) from None
+
+
+def loss_features(nlls: list[list[float]]) -> np.ndarray:
+    """MODEL_FEATURES of each text from its per-token NLL (an empty text: zeros)."""
+    rows = []
+    for v in nlls:
+        x = np.asarray(v, dtype=np.float64)
+        if not len(x):
+            rows.append([0.0] * len(MODEL_FEATURES))
+            continue
+        p10, p50, p90 = np.quantile(x, [0.1, 0.5, 0.9])
+        rows.append([x.mean(), x.std(), p10, p50, p90, x.max(), np.log(len(x))])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(MODEL_FEATURES))
+
+
+def fit_features(real: np.ndarray, synthetic: np.ndarray, seed: int) -> ModelVerifier:
+    """Fit on the loss features of real (label 1) vs synthetic (label 0) texts."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(real) < 2 or len(synthetic) < 2:
+        raise io.DataError(
+            f"verifier: needs at least 2 real and 2 synthetic texts, got {len(real)} and "
+            f"{len(synthetic)}; raise grade.verifier_train_size"
+        )
+    x, labels = np.vstack([real, synthetic]), np.array([1] * len(real) + [0] * len(synthetic))
+    mean, scale = x.mean(0), x.std(0)
+    scale[scale == 0] = 1.0
+    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit((x - mean) / scale, labels)
+    model = ModelVerifier(mean, scale, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]))
+    p = model.score_features(x)
+    info = {
+        "n_real": len(real),
+        "n_synthetic": len(synthetic),
+        "n_features": len(MODEL_FEATURES),
+        "train_accuracy": float(np.mean((p >= 0.5) == labels)),
+        "C": C,
+    }
+    return ModelVerifier(model.mean, model.scale, model.coef, model.intercept, info)
+
+
 def fit(real: list[str], synthetic: list[str], seed: int) -> Verifier:
     """Fit on real (label 1) vs synthetic (label 0) texts."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -135,11 +223,11 @@ def fit(real: list[str], synthetic: list[str], seed: int) -> Verifier:
     return Verifier(model.vocabulary, model.idf, model.coef, model.intercept, model.analyzer, info)
 
 
-def save(model: Verifier, path: Path, key: str) -> None:
+def save(model: Verifier | ModelVerifier, path: Path, key: str) -> None:
     io.write_text(path, json.dumps({**model.to_json(), "key": key}, sort_keys=True) + "\n")
 
 
-def load(path: Path, key: str) -> Verifier | None:
+def load(path: Path, key: str) -> Verifier | ModelVerifier | None:
     """The stored verifier when it was trained on the same inputs (`key`), else None."""
     if not path.is_file():
         return None
@@ -149,7 +237,7 @@ def load(path: Path, key: str) -> Verifier | None:
         raise io.DataError(f"{path}: not valid JSON; delete it to retrain the verifier") from None
     if not isinstance(obj, dict) or obj.get("key") != key:
         return None
-    return Verifier.from_json(obj, str(path))
+    return (ModelVerifier if obj.get("format") == MODEL_FORMAT else Verifier).from_json(obj, str(path))
 
 
 class VerifierGrader(Grader):
@@ -158,8 +246,8 @@ class VerifierGrader(Grader):
     name, audit_key = "verifier", "verifier_p"
 
     @cached_property
-    def classifier(self) -> Verifier:
-        env, p = self.env, self.env.p
+    def classifier(self) -> Verifier | ModelVerifier:
+        env, p, c = self.env, self.env.p, self.cfg
         model0 = env.lay.model(0) / "model.safetensors"
         if not model0.is_file():
             raise io.DataError(
@@ -170,18 +258,36 @@ class VerifierGrader(Grader):
             io.md5_file(env.lay.real_train),
             io.md5_file(model0),
             p.loop.seed,
-            self.cfg.verifier_train_size,
+            c.verifier_train_size,
             p.generate.max_new_tokens,
             p.generate.batch_size,
             p.compute.threads,
-            FORMAT,
+            FORMAT if c.verifier_features == "words" else MODEL_FORMAT,
+            *(["match_length"] if c.verifier_match_length else []),
         )
-        found = load(env.lay.verifier, key)  # trained once per loop: reused while its inputs match
+        path = env.lay.verifier if c.verifier_features == "words" else env.lay.verifier_model
+        found = load(path, key)  # trained once per loop: reused while its inputs match
         if found is not None:
             return found
-        fitted = fit(*self._training_texts(), derive_seed(p.loop.seed, "verifier"))
-        save(fitted, env.lay.verifier, key)
+        real, synthetic = self._training_texts()
+        seed = derive_seed(p.loop.seed, "verifier")
+        if c.verifier_features == "words":
+            fitted = fit(real, synthetic, seed)
+        else:
+            fitted = fit_features(self._loss_features(real), self._loss_features(synthetic), seed)
+        save(fitted, path, key)
         return fitted
+
+    def p_real(self, texts: list[str]) -> np.ndarray:
+        """P(real) of each text as it is (the caller cuts real documents to sample length)."""
+        if isinstance(self.classifier, ModelVerifier):
+            return self.classifier.score_features(self._loss_features(texts))
+        return self.classifier.score(texts)
+
+    def _loss_features(self, texts: list[str]) -> np.ndarray:
+        env = self.env
+        ids = lm.encode(env.tok, texts)
+        return loss_features(lm.token_nll(env.model(0), ids, lm.eos_id(env.tok), env.p.generate.batch_size, env.device))
 
     def _training_texts(self) -> tuple[list[str], list[str]]:
         from ..models.sampler import sample
@@ -201,6 +307,8 @@ class VerifierGrader(Grader):
             env.device,
             desc="verifier: gen-0 samples",
         )
+        if self.cfg.verifier_match_length:  # each real text cut to its paired sample's token length
+            real = [env.cut_to(t, len(s)) for t, s in zip(real, ids)]
         synthetic = [t for t in lm.decode(env.tok, ids) if t.strip()]
         return [t for t in real if t.strip()], synthetic
 
@@ -224,4 +332,4 @@ class VerifierGrader(Grader):
         return graded({"verifier_p": p}, "verifier_p", self.fit(p), **info)
 
     def score(self, texts):
-        return self.classifier.score(texts).tolist()
+        return self.p_real(texts).tolist()

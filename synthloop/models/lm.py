@@ -263,7 +263,6 @@ def rows_within_budget(batch_size: int, width: int, vocab: int) -> int:
     return max(1, min(batch_size, LOGITS_BUDGET // max(1, width * vocab)))
 
 
-@torch.no_grad()
 def sequence_nll(
     model: torch.nn.Module, seqs: list[list[int]], eos: int, batch_size: int, device: torch.device
 ) -> list[tuple[float, int]]:
@@ -271,9 +270,22 @@ def sequence_nll(
 
     Sequences longer than the model's context are scored on their first context-1 tokens.
     """
+    return _scored(model, seqs, eos, batch_size, device, lambda nll, n: (float(nll.sum()), n))
+
+
+def token_nll(
+    model: torch.nn.Module, seqs: list[list[int]], eos: int, batch_size: int, device: torch.device
+) -> list[list[float]]:
+    """The NLL of each token of each sequence given a leading EOS (sequence_nll, token by token)."""
+    return _scored(model, seqs, eos, batch_size, device, lambda nll, n: nll[:n].tolist())
+
+
+@torch.no_grad()
+def _scored(model, seqs: list[list[int]], eos: int, batch_size: int, device, reduce) -> list:
+    """reduce(masked per-token NLL row, token count) of each sequence, in input order."""
     limit = context_length(model) - 1
     seqs = [s[:limit] for s in seqs]
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
+    out: list = [reduce(torch.zeros(0), 0)] * len(seqs)
     widest = max((len(s) for s in seqs), default=0) + 1
     batch_size = rows_within_budget(batch_size, widest, model.config.vocab_size)
     for idx in batches_by_length([len(s) for s in seqs], batch_size):
@@ -287,7 +299,7 @@ def sequence_nll(
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
         for row, i in enumerate(idx):
-            out[i] = (float(nll[row].sum()), int(mask[row, 1:].sum()))
+            out[i] = reduce(nll[row], int(mask[row, 1:].sum()))
     return out
 
 

@@ -92,7 +92,7 @@ def select_weights(ctx: StageContext, rows: list[Row]) -> list[float]:
     from ..graders.verifier import VerifierGrader
 
     env = GradeEnv(ctx)
-    p_real = VerifierGrader(env).classifier.score(env.cut([r["text"] for r in rows]))
+    p_real = VerifierGrader(env).p_real(env.cut([r["text"] for r in rows]))
     return [float(x) ** ctx.params.mix.select_power for x in p_real]
 
 

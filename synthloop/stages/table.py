@@ -114,7 +114,8 @@ TABLE: tuple[Stage, ...] = (
         writes=(Out("train_set"), Out("pool"), Out("mix_stats", cache=False)),
         params=(
             *(f"mix.{key}" for key in ("strategy", "real_fraction", "train_size", "unit", "select", "select_power")),
-            *("grade.verifier_train_size", "generate.max_new_tokens", "generate.batch_size", "loop.seed"),
+            *(f"grade.verifier_{key}" for key in ("train_size", "features", "match_length")),
+            *("generate.max_new_tokens", "generate.batch_size", "loop.seed"),
         ),
         params0=("mix.train_size", "mix.train_size0", "mix.unit", "loop.seed"),  # generation 0: real data alone
         stats="mix_stats",

@@ -393,3 +393,26 @@ def test_random_grader_keeps_a_seeded_share_blind():
     assert grade(texts) == grade(["other"] * 40)  # blind to the texts
     assert grade(texts) != grade(texts, gen=2) and grade(texts) != grade(texts, seed=1)
     assert sum(r is None for r in grade(texts, fraction=0.25)) == 10
+
+
+def test_model_feature_verifier_separates_by_loss_and_round_trips(tmp_path):
+    """grade.verifier_features = model: logistic regression on the gen-0 model's per-token loss
+    statistics; the stored JSON scores exactly like the fitted model, and a foreign file is one line."""
+    from synthloop.graders.verifier import MODEL_FEATURES, ModelVerifier, fit_features, loss_features
+
+    rng = np.random.default_rng(0)
+    real = loss_features([rng.normal(3.0, 1.0, rng.integers(20, 60)).tolist() for _ in range(40)])
+    synth = loss_features([rng.normal(4.0, 0.5, rng.integers(20, 60)).tolist() for _ in range(40)])
+    assert real.shape == (40, len(MODEL_FEATURES)) and loss_features([[]]).tolist() == [[0.0] * len(MODEL_FEATURES)]
+    model = fit_features(real, synth, seed=0)
+    assert model.info["train_accuracy"] > 0.9
+    assert model.score_features(real).mean() > 0.8 > 0.2 > model.score_features(synth).mean()
+    save(model, tmp_path / "m.json", key="k")
+    back = load(tmp_path / "m.json", key="k")
+    assert isinstance(back, ModelVerifier)
+    assert np.array_equal(back.score_features(real), model.score_features(real))
+    assert load(tmp_path / "m.json", key="other") is None
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "synthloop-verifier-model/1", "features": ["x"], "key": "k"}')
+    with pytest.raises(DataError, match="model-feature verifier"):
+        load(bad, key="k")
