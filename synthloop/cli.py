@@ -198,7 +198,8 @@ def sweep(
             spec_file = folder / "sweep.yaml"
             write_text(spec_file, yaml.safe_dump(s.model_dump(), sort_keys=False))
         where = f" on {engine.describe()}" if engine else ""
-        typer.echo(f"sweep {s.name}: {len(s.arms)} arms x {len(s.seeds)} seeds = {len(runs)} loops{where}")
+        per_arm = f"{len(s.seeds)} seeds" if len(runs) == len(s.arms) * len(s.seeds) else "their seeds"
+        typer.echo(f"sweep {s.name}: {len(s.arms)} arms x {per_arm} = {len(runs)} loops{where}")
         if engine:
             clusters.connect(engine, root)  # before Prefect starts: an unreachable cluster is one line
         from flows.sweep import sweep as sweep_flow

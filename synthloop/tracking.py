@@ -222,7 +222,9 @@ class SweepTracker:
                 self.experiment_id, tags=tags, run_name=f"sweep {spec.name}"
             ).info.run_id
             self.client.log_param(self.run_id, "sweep.spec", json.dumps(spec.model_dump(), sort_keys=True)[:6000])
-            self.client.log_param(self.run_id, "sweep.runs", len(spec.arms) * len(spec.seeds))
+            from .experiments.sweep import arm_seeds
+
+            self.client.log_param(self.run_id, "sweep.runs", sum(len(arm_seeds(spec, a)) for a in spec.arms))
         self.client.update_run(self.run_id, status="RUNNING")
 
     def log_report(self, summary: Path, report: Path) -> None:

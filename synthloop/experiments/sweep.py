@@ -57,7 +57,11 @@ NOT_GEN0 = (
     "generate.retries",
     "generate.max_failures",
     "train.init",
+    "mix.select",
+    "mix.select_power",
 )
+# knobs that cannot change generation 0 when it has its own step count (train.steps0)
+NOT_GEN0_WITH_STEPS0 = ("train.steps", "train.budget", "train.epochs", "train.warmup_steps")
 # knob columns every sweep summary carries, whatever the grid
 KNOBS = (
     "mix.strategy",
@@ -81,7 +85,10 @@ class SweepSpec(BaseModel):
     out: str = Field(default="sweeps", description="Folder (relative to the project) for sweep results.")
     seeds: list[int] = Field(min_length=1, description="loop.seed of each replica.")
     set: dict[str, Any] = Field(default_factory=dict, description="Dotted-key overrides for every arm.")
-    arms: dict[str, dict[str, Any]] = Field(min_length=1, description="Arm name -> dotted-key overrides.")
+    arms: dict[str, dict[str, Any]] = Field(
+        min_length=1,
+        description="Arm name -> dotted-key overrides, and optionally `seeds` (the arm's own seeds).",
+    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,17 @@ def parse_spec(raw: Any, source: str) -> SweepSpec:
     bad = [a for a in spec.arms if not __import__("re").match(NAME, a)]
     if bad:
         raise ConfigError(f"{source}: arm name '{bad[0]}' may hold only letters, digits and _ . = -")
+    for arm, changes in spec.arms.items():
+        seeds = changes.get("seeds", spec.seeds)
+        if not (
+            isinstance(seeds, list) and seeds and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+        ):
+            raise ConfigError(f"{source}: arms.{arm}.seeds must be a non-empty list of integers, got {seeds!r}")
     return spec
+
+
+def arm_seeds(spec: SweepSpec, arm: str) -> list[int]:
+    return spec.arms[arm].get("seeds", spec.seeds)
 
 
 def grid_spec(name: str, params: str, grid: dict[str, list[Any]], seeds: list[int], out: str = "sweeps") -> SweepSpec:
@@ -150,8 +167,12 @@ def plan(spec: SweepSpec, root: Path) -> list[SweepRun]:
     parse_params(base, str(base_file))  # a clear error for a bad base file
     home = Path(spec.out) / spec.name
     runs = []
-    for seed in spec.seeds:  # seed-major: a cut-short sweep still has whole replicas of every arm
+    seeds = sorted({x for arm in spec.arms for x in arm_seeds(spec, arm)}, key=_first_seen(spec))
+    for seed in seeds:  # seed-major: a cut-short sweep still has whole replicas of every arm
         for arm, changes in spec.arms.items():
+            if seed not in arm_seeds(spec, arm):
+                continue
+            changes = {k: v for k, v in changes.items() if k != "seeds"}
             source = f"sweep {spec.name}, arm {arm}"
             raw = override(override(base, spec.set, f"sweep {spec.name}, set"), changes, source)
             raw["loop"]["seed"] = seed
@@ -164,6 +185,18 @@ def plan(spec: SweepSpec, root: Path) -> list[SweepRun]:
             }
             runs.append(SweepRun(arm, seed, raw, parse_params(raw, source), root / folder))
     return runs
+
+
+def _first_seen(spec: SweepSpec):
+    """Seeds in the order the spec names them (the sweep's own first, then each arm's new ones)."""
+    order = list(dict.fromkeys([*spec.seeds, *(x for arm in spec.arms for x in arm_seeds(spec, arm))]))
+    return order.index
+
+
+def gen0_key(params: Params) -> str:
+    """What decides generation 0: runs with equal keys share it."""
+    extra = NOT_GEN0_WITH_STEPS0 if params.train.steps0 is not None else ()
+    return params_hash(params, drop=(*NOT_GEN0, *extra))
 
 
 def prepared_data_key(params: Params) -> str:
@@ -189,15 +222,8 @@ def share_finished(run: SweepRun, done: list[SweepRun], root: Path) -> list[str]
     if lay.prepare_stats.is_file() and not book.finished:
         book.record("prepare", None)
         shared.append("prepare")
-    key = params_hash(run.params, drop=NOT_GEN0)
-    donor = next(
-        (
-            d
-            for d in done
-            if params_hash(d.params, drop=NOT_GEN0) == key and Ledger.of(d.params, root).done("evaluate", 0)
-        ),
-        None,
-    )
+    key = gen0_key(run.params)
+    donor = next((d for d in done if gen0_key(d.params) == key and Ledger.of(d.params, root).done("evaluate", 0)), None)
     if donor and book.finished == ["prepare"]:
         src, dst = Layout.of(donor.params, root).gen(0), lay.gen(0)
         shutil.rmtree(dst, ignore_errors=True)
@@ -212,7 +238,7 @@ def donors(runs: list[SweepRun]) -> list[SweepRun]:
     """The first run of each group whose generation 0 is the same: it trains it, the rest share it."""
     first: dict[str, SweepRun] = {}
     for run in runs:
-        first.setdefault(params_hash(run.params, drop=NOT_GEN0), run)
+        first.setdefault(gen0_key(run.params), run)
     return list(first.values())
 
 
@@ -220,7 +246,7 @@ def summary_rows(spec: SweepSpec, runs: list[SweepRun], root: Path) -> list[dict
     """One row per (run, generation) of every finished run: identity, knobs, then metrics."""
     from ..stages.report import read_summary
 
-    changed = sorted({k for a in spec.arms.values() for k in a} | set(spec.set))
+    changed = sorted({k for a in spec.arms.values() for k in a if k != "seeds"} | set(spec.set))
     rows = []
     for run in runs:
         summary = Layout.of(run.params, root).summary

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from synthloop.config import ConfigError
+from synthloop.config import ConfigError, load_params
 from synthloop.experiments.sweep import NOT_GEN0, grid_spec, override, parse_spec, plan
 from synthloop.keys import params_hash
 from synthloop.ledger import Ledger
-from tests.conftest import tiny_params, write_params
+from tests.conftest import REPO, tiny_params, write_params
 
 
 @pytest.fixture
@@ -119,3 +119,31 @@ def test_a_pretrained_source_gets_its_own_data_folder(base):
     arms["other"] = {"model.source": "models/b", "train.init": "continue"}
     runs = plan(spec(seeds=[0], arms=arms), base)
     assert len({r.params.paths.data for r in runs}) == 3  # each source brings its own tokenizer and base
+
+
+def test_an_arm_may_have_its_own_seeds(tmp_path):
+    """arms.<arm>.seeds: the headline arms on 5 seeds, the rest on 3, seed-major order."""
+    from synthloop.experiments.sweep import parse_spec, plan
+
+    (tmp_path / "params.yaml").write_text((REPO / "profiles" / "tiny.yaml").read_text())
+    spec = parse_spec(
+        {"name": "s", "seeds": [0, 1], "arms": {"a": {"seeds": [0, 1, 2]}, "b": {"mix.strategy": "accumulate"}}}, "t"
+    )
+    runs = plan(spec, tmp_path)
+    assert [r.name for r in runs] == ["a-s0", "b-s0", "a-s1", "b-s1", "a-s2"]
+    assert runs[1].params.mix.strategy == "accumulate" and runs[4].params.loop.seed == 2
+    with pytest.raises(ConfigError, match="arms.a.seeds"):
+        parse_spec({"name": "s", "seeds": [0], "arms": {"a": {"seeds": "0"}}}, "t")
+
+
+def test_generation_0_is_shared_whatever_the_later_budget_when_it_has_its_own_steps(tmp_path):
+    from synthloop.experiments.sweep import gen0_key
+
+    tiny = load_params(REPO / "profiles" / "tiny.yaml")
+    with_steps0 = tiny.model_copy(update={"train": tiny.train.model_copy(update={"steps0": 50})})
+    epochs = with_steps0.model_copy(
+        update={"train": with_steps0.train.model_copy(update={"budget": "epochs", "steps": 99})}
+    )
+    assert gen0_key(with_steps0) == gen0_key(epochs)
+    scratch_epochs = tiny.model_copy(update={"train": tiny.train.model_copy(update={"budget": "epochs"})})
+    assert gen0_key(tiny) != gen0_key(scratch_epochs)  # without steps0, the budget decides generation 0 too
