@@ -23,7 +23,12 @@ def test_sweep_compares_strategies_and_resumes_without_recomputing(harness, tmp_
     train, test = small_corpus(tmp_path / "corpus", n_train=120, n_test=10)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     write_params(tmp_path, tiny_params(train, test, tracking={"uri": uri}))
-    spec = {"name": "two", "seeds": [0], "arms": {"replace": {}, "accumulate": {"mix.strategy": "accumulate"}}}
+    # an arm may name its own seeds (here the same one, to keep the test to two loops)
+    spec = {
+        "name": "two",
+        "seeds": [0],
+        "arms": {"replace": {}, "accumulate": {"mix.strategy": "accumulate", "seeds": [0]}},
+    }
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
     sweep_id = sweep("two.yaml", root=str(tmp_path))
@@ -48,7 +53,9 @@ def test_sweep_compares_strategies_and_resumes_without_recomputing(harness, tmp_
 
     report = (folder / "report" / "report.md").read_text()
     assert "| replace | 1 |" in report and "| accumulate | 1 |" in report
-    for png in ("metrics.png", "delta.png", "ref_ppl_hist.png"):
+    assert "| accumulate − replace |" in report  # paired by seed against the first arm
+    assert "![frontier](frontier.png)" in report  # CPU-seconds from each generation's .timing.json
+    for png in ("metrics.png", "delta.png", "ref_ppl_hist.png", "frontier.png"):
         assert (folder / "report" / png).stat().st_size > 10_000
 
     client = MlflowClient(uri)
