@@ -39,7 +39,11 @@ def sample_metrics(texts: list[str], real_test: list[str], real_train: list[str]
     }
 
 
+POOLED = ("distinct_1", "distinct_2", "distinct_3", "ttr", "self_bleu", "unigram_kl", "unigram_js", "zipf_slope")
+
+
 def pooled(texts: list[str], test_counts) -> dict[str, float]:
+    """The POOLED metrics of the texts taken together."""
     counts = unigram_counts(texts)
     return {
         "distinct_1": distinct_n(texts, 1),

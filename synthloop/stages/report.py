@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import io
+from ..metrics.samples import POOLED
 from ..layout import Layout
 from ..plots import pyplot, save_png
 from . import table
@@ -69,19 +70,7 @@ COLUMNS = [
     "sample_words_mean",
     "empty_share",
     "metric_words",
-    *[
-        f"{m}_real"
-        for m in (
-            "distinct_1",
-            "distinct_2",
-            "distinct_3",
-            "ttr",
-            "self_bleu",
-            "unigram_kl",
-            "unigram_js",
-            "zipf_slope",
-        )
-    ],
+    *[f"{m}_real" for m in POOLED],  # real text at the samples' word budget
     *GRADER_COLUMNS,
     *OPTIONAL,
 ]
