@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import io
-from ..metrics.samples import POOLED
 from ..layout import Layout
+from ..metrics.samples import POOLED
 from ..plots import pyplot, save_png
 from . import table
 from .context import StageContext
