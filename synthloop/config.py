@@ -297,6 +297,7 @@ class TrainParams(_Section):
     micro_batch: int = Field(ge=1, description="Sequences per forward/backward pass; gradients accumulate over batch_size / micro_batch passes (memory knob, same result).")
     block_size: int = Field(ge=8, description="Tokens per training sequence (packed, no padding); at most model.context.")
     lr: float = Field(gt=0, lt=1, description="Peak AdamW learning rate (linear warmup, cosine decay to lr/10).")
+    lr0: float | None = Field(gt=0, lt=1, description="Generation 0's peak learning rate (null = train.lr): a from-scratch generation 0 that later generations fine-tune (train.init: base) wants a higher one than the fine-tuning.")
     warmup_steps: int = Field(ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(ge=0, le=1, description="AdamW weight decay.")
     precision: Literal["fp32", "bf16"] = Field(description="bf16 autocast (faster on CPUs with bf16 units) or plain fp32.")
@@ -316,13 +317,15 @@ class TrainParams(_Section):
 
     def at(self, gen: int, stream_tokens: int = 0) -> TrainParams:
         """The settings generation `gen` trains with on a training stream of `stream_tokens` tokens:
-        generation 0 may have its own step count; train.budget = epochs sets the steps from the stream."""
+        generation 0 may have its own step count and learning rate; train.budget = epochs sets the
+        steps from the stream."""
+        cfg = self.model_copy(update={"lr": self.lr0}) if gen == 0 and self.lr0 is not None else self
         if gen == 0 and self.steps0 is not None:
-            return self.model_copy(update={"steps": self.steps0})
+            return cfg.model_copy(update={"steps": self.steps0})
         if self.budget == "epochs" and stream_tokens:
             steps = round(self.epochs * stream_tokens / (self.batch_size * self.block_size))
-            return self.model_copy(update={"steps": max(steps, self.warmup_steps + 1)})
-        return self
+            return cfg.model_copy(update={"steps": max(steps, self.warmup_steps + 1)})
+        return cfg
 
 
 class EvaluateParams(_Section):

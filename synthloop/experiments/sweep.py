@@ -196,6 +196,7 @@ def _first_seen(spec: SweepSpec):
 def gen0_key(params: Params) -> str:
     """What decides generation 0: runs with equal keys share it."""
     extra = NOT_GEN0_WITH_STEPS0 if params.train.steps0 is not None else ()
+    extra += ("train.lr",) if params.train.lr0 is not None else ()
     return params_hash(params, drop=(*NOT_GEN0, *extra))
 
 

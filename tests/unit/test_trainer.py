@@ -30,6 +30,7 @@ def _cfg(**kw) -> TrainParams:
         precision="fp32",
         budget="steps",
         epochs=1.0,
+        lr0=None,
     )
     return TrainParams(**{**base, **kw})
 
@@ -128,3 +129,4 @@ def test_budget_epochs_sets_steps_from_the_stream():
     assert cfg.at(1, stream_tokens=10).steps == 2  # at least warmup + 1
     assert _cfg(steps=4).at(1, stream_tokens=10**6).steps == 4  # budget steps: the stream does not matter
     assert _cfg(budget="epochs", steps0=7).at(0, stream_tokens=10**6).steps == 7  # steps0 wins at generation 0
+    assert _cfg(lr0=0.01).at(0).lr == 0.01 and _cfg(lr0=0.01).at(1).lr == 3e-3  # so does lr0
