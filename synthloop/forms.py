@@ -7,7 +7,7 @@ per params.yaml section, each a *form model*: a flat copy of the section's model
 in synthloop/config.py (same fields, types, bounds, descriptions). Two things differ,
 because Prefect 3 renders them badly or not at all:
 
-- `str | None` and `int | None` fields (data.test_corpus, tracking.uri, train.steps0)
+- `str | None`, `int | None` and `float | None` fields (data.test_corpus, tracking.uri, train.steps0, train.lr0)
   become plain strings, and an empty string means null: Prefect 3 draws an Optional as a
   union picker. A nullable int's string carries a pattern (digits, or empty), so the form
   still refuses "abc" or a negative count before a run exists.
@@ -43,18 +43,21 @@ class LoopForm(BaseModel):
 
 
 def _optional(annotation: Any) -> type | None:
-    """T for a `T | None` annotation with T str or int (the form's nullable scalars), else None."""
+    """T for a `T | None` annotation with T str, int or float (the form's nullable scalars), else None."""
     if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
         return None
     inner = set(typing.get_args(annotation)) - {type(None)}
-    return next(iter(inner)) if len(inner) == 1 and inner <= {str, int} else None
+    return next(iter(inner)) if len(inner) == 1 and inner <= {str, int, float} else None
 
 
 def _nullable(section: str, key: str) -> type | None:
-    """str or int for a nullable field of params.yaml (the form shows it as a string; empty = null)."""
+    """str, int or float for a nullable field of params.yaml (the form shows it as a string; empty = null)."""
     model = Params.model_fields[section].annotation if section in Params.model_fields else None
     field = model.model_fields.get(key) if model else None
     return _optional(field.annotation) if field is not None else None
+
+
+FLOAT_PATTERN = r"^(|[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)$"  # a nullable float: empty, or a plain number
 
 
 def _int_pattern(info: Any) -> str:
@@ -72,6 +75,8 @@ def form_model(section: type[BaseModel]) -> type[BaseModel]:
             fields[key] = (str, Field(description=f"{info.description} Empty = null."))
         elif inner is int:
             fields[key] = (str, Field(pattern=_int_pattern(info), description=f"{info.description} Empty = null."))
+        elif inner is float:
+            fields[key] = (str, Field(pattern=FLOAT_PATTERN, description=f"{info.description} Empty = null."))
         else:
             fields[key] = (info.annotation, info)
     return create_model(section.__name__, __config__=FORM_CONFIG, __doc__=section.__doc__, **fields)
@@ -83,6 +88,11 @@ def _from_form(kind: type | None, value: Any) -> Any:
         return value
     if value == "":
         return None
+    if kind is float:
+        try:
+            return float(value)
+        except ValueError:
+            return value  # the params check names the key
     return int(value) if kind is int and value.lstrip("-").isdigit() else value
 
 

@@ -92,10 +92,17 @@ def summary_rows(lay: Layout, generations: int) -> list[dict[str, float]]:
     for k in range(generations + 1):
         row: dict[str, float] = {"generation": k, "n_generated": 0, "n_kept": 0, "kept_share": 1.0, **SPENT0}
         for stage in table.GENERATION:  # every per-generation stage's numbers (stats files hold disjoint keys)
-            if stage.stats and k >= stage.first:
-                row.update(io.read_json(table.stats_file(lay, stage, k)))
+            path = table.stats_file(lay, stage, k) if stage.stats and k >= stage.first else None
+            if path is not None and path.is_file():  # an older run may lack one (train.json came in round 2)
+                row.update(io.read_json(path))
         row["n_generated"] = row.get("n_graded", 0)
-        rows.append({c: row.get(c, "") if c in GRADER_COLUMNS or c in OPTIONAL else row[c] for c in COLUMNS})
+        missing = [c for c in COLUMNS if c not in row and c not in GRADER_COLUMNS and c not in OPTIONAL]
+        if missing:
+            raise io.DataError(
+                f"{lay.gen(k)}: no {missing[0]} for generation {k} (+{len(missing) - 1} more); "
+                "run its stages first (synthloop run resumes)"
+            )
+        rows.append({c: row.get(c, "") for c in COLUMNS})
     return rows
 
 

@@ -11,7 +11,8 @@ is current and that DVC's own resolver reads the same stages back).
 
 Files are named `accessor` (this generation's, or the loop's), `accessor:prev`
 (the generation before) or `accessor:0` (generation 0's). At generation 0, a
-`:prev` file and a file only later generations write are not read.
+`:prev` file, a file only later generations write, and a `:0` file that this stage or
+a later one of generation 0 writes are not read.
 
 Adding a stage: write `synthloop/stages/<name>.py` with `run(ctx) -> dict[str, float]`,
 add its row here (and any new file names to layout.py), run `synthloop dvc-yaml`.
@@ -216,9 +217,19 @@ def path_of(lay: Layout, spec: str, k: object, prev: object) -> Path | None:
 def files(lay: Layout, stage: Stage, gen: int | None, prev: object = None) -> tuple[list[Path], list[Path]]:
     """(inputs, outputs) of a stage run; `gen`/`prev` may be DVC templates ('${key}', '${item}')."""
     prev = gen - 1 if prev is None and isinstance(gen, int) and gen > 0 else prev
-    reads = [path_of(lay, r, gen, prev) for r in stage.reads]
-    writes = [path_of(lay, o.path, gen, prev) for o in stage.writes]
-    return list(dict.fromkeys(p for p in reads if p is not None and p not in writes)), writes  # train0 makes model:0
+    reads = [path_of(lay, r, gen, prev) for r in stage.reads if not (gen == 0 and _made_later(stage, r))]
+    return list(dict.fromkeys(p for p in reads if p is not None)), [
+        path_of(lay, o.path, gen, prev) for o in stage.writes
+    ]
+
+
+def _made_later(stage: Stage, spec: str) -> bool:
+    """A `:0` read that generation 0 writes in this stage or after it (train0 writes model:0; mix0
+    comes before it): at generation 0 it is not an input."""
+    accessor, _, which = spec.partition(":")
+    if which != "0" or stage not in GENERATION:
+        return False
+    return any(o.path == accessor for s in GENERATION[GENERATION.index(stage) :] for o in s.writes)
 
 
 def stats_file(lay: Layout, stage: Stage, gen: int | None) -> Path | None:

@@ -68,6 +68,9 @@ def test_literals_are_dropdowns_and_bounds_are_min_max(schema):
             if forms._optional(field.annotation) is int:  # a string: empty = null, digits = the count
                 assert spec["type"] == "string" and spec["pattern"] == r"^(|[0-9]+)$", f"{name}.{key}"
                 continue
+            if forms._optional(field.annotation) is float:  # a string: empty = null, else a number (bounds: on submit)
+                assert spec["type"] == "string" and spec["pattern"] == forms.FLOAT_PATTERN, f"{name}.{key}"
+                continue
             for meta in field.metadata:
                 for attr, word in (
                     ("ge", "minimum"),
@@ -82,6 +85,7 @@ def test_literals_are_dropdowns_and_bounds_are_min_max(schema):
         "accumulate",
         "accumulate_subsample",
         "fixed_fraction",
+        "dilution",
     ]
     real_fraction = _section(schema, "mix")["properties"]["real_fraction"]
     assert (real_fraction["minimum"], real_fraction["maximum"]) == (0, 1)

@@ -131,7 +131,7 @@ def test_report_columns_tolerate_graders_that_are_off(graded):
     rows = summary_rows(lay, 1)
     assert rows[0]["audit_verifier_auc"] == "" and rows[0]["dedup_dropped"] == ""  # gen 0 is not graded
     assert rows[1]["audit_verifier_auc"] == io.read_json(lay.grade_stats(1))["audit_verifier_auc"]
-    assert set(GRADER_COLUMNS) <= set(COLUMNS) and len(GRADERS) == 7
+    assert set(GRADER_COLUMNS) <= set(COLUMNS) and len(GRADERS) == 8
 
 
 def test_failed_http_judge_requests_are_asked_again_by_the_next_run(graded, tmp_path):
