@@ -28,11 +28,14 @@ run: install          ## the loop on params.yaml through Prefect (DVC records ev
 repro: install        ## the same loop through DVC
 	dvc repro
 
+# the test files run on 2 processes (a file's tests and fixtures stay in one); OpenMP threads that wait
+# sleep instead of spinning, so the two processes' torch threads do not starve each other
+TEST_PAR := -n 2 --dist loadfile
 test: install models  ## unit + integration + end-to-end (dvc repro on the tiny profile; SmolLM2 for one slow test)
-	$(PY) -m pytest -q
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q $(TEST_PAR)
 
 test-fast: install    ## skip the slow end-to-end tests
-	$(PY) -m pytest -q -m "not slow"
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q $(TEST_PAR) -m "not slow"
 
 lint: install         ## ruff check and ruff format --check (pyproject.toml's [tool.ruff])
 	$(VENV)/bin/ruff check synthloop flows tests bench
