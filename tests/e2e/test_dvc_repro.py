@@ -105,14 +105,15 @@ def test_prefect_path_matches_dvc_and_leaves_the_same_trail(repro, tmp_path, ui)
 
 def test_changing_a_mix_param_reruns_only_the_stages_that_read_it(repro, tmp_path):
     """In a copy (the module's project stays as repro left it): DVC plans exactly the stages whose
-    params changed (mix0 does not read mix.strategy), then mix@1 reruns with the new strategy."""
+    params changed (mix0 does not read mix.strategy; train@K does: the dilution strategy cuts its
+    batches), then mix@1 reruns with the new strategy."""
     project, _ = repro
     copy = tmp_path / "project"
     shutil.copytree(project, copy, symlinks=True)
     (tmp_path / "shared").symlink_to(SHARED)  # the corpus path is ../shared/...
     params = copy / "params.yaml"
     params.write_text(params.read_text().replace("strategy: replace", "strategy: accumulate"))
-    assert ran(sh("dvc", "repro", "--dry", cwd=copy)) == {"mix@1", "mix@2", "report"}
+    assert ran(sh("dvc", "repro", "--dry", cwd=copy)) == {"mix@1", "mix@2", "train@1", "train@2", "report"}
     assert ran(sh("dvc", "repro", "mix@1", cwd=copy)) == {"mix@1"}
     assert json.loads((copy / "gens" / "1" / "mix.json").read_text())["synthetic_share"] < 1
     status = sh("dvc", "status", cwd=copy)
