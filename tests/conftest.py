@@ -28,9 +28,10 @@ def _offline_env(tmp_path_factory):
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DVC_NO_ANALYTICS": "1",
         "TOKENIZERS_PARALLELISM": "false",
-        # the suite runs one job at a time: spinning OpenMP threads are faster here (synthloop's own
-        # default, PASSIVE, is for shared machines; bench/busy.py measures both)
-        "OMP_WAIT_POLICY": "ACTIVE",
+        # one job at a time, spinning OpenMP threads are faster; beside a second pytest-xdist
+        # worker they steal its cores, so there they sleep (synthloop's own default, PASSIVE, is
+        # for shared machines; bench/busy.py measures both)
+        "OMP_WAIT_POLICY": "PASSIVE" if os.environ.get("PYTEST_XDIST_WORKER") else "ACTIVE",
         "XDG_CONFIG_HOME": str(home / "config"),
         "XDG_CACHE_HOME": str(home / "cache"),
     }

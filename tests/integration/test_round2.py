@@ -36,7 +36,7 @@ ROUND2 = {
         "select_power": 2.0,
     },
     "train": {"init": "base", "budget": "epochs", "epochs": 0.5, "steps0": 40},
-    "evaluate": {"metric_words": 400},
+    "evaluate": {"metric_words": 400, "max_test_tokens": 0},  # the whole test split
 }
 
 
