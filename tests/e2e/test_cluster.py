@@ -11,6 +11,7 @@ import csv
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,8 +97,11 @@ class Cluster:
 
     def scheduler(self) -> Cluster:
         self._start(["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"], "scheduler.log")
-        deadline = time.monotonic() + 60
-        while "Scheduler at" not in (self.folder / "scheduler.log").read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # ready when its port accepts (its log may say so late, or never)
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
             time.sleep(0.3)
         return self
 
