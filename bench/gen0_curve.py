@@ -152,8 +152,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="2x96,2x128,3x160", help="LAYERSxWIDTH, comma-separated")
     ap.add_argument("--minutes", type=float, default=10.0, help="wall minutes of training per run")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--block", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=10)
+    # training blocks as long as the 256-token evaluation window: trained on 128-token blocks, the
+    # model is scored on positions it never saw (measured: ppl 93 after 9.3 min against 62 after 6.9)
+    ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "docs" / "experiments" / "gen0"))

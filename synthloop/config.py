@@ -331,7 +331,7 @@ class TrainParams(_Section):
 class EvaluateParams(_Section):
     num_samples: int = Field(ge=1, description="Fresh samples drawn per round for the sample metrics (T=1, generate.max_new_tokens); more rounds are drawn until evaluate.metric_words is filled.")
     max_test_tokens: int = Field(ge=0, description="Cap on held-out real test tokens scored for cross-entropy (0 = the whole test split).")
-    block_size: int = Field(ge=8, description="Tokens per window when scoring the test split (non-overlapping windows): the evaluation's own, so changing train.block_size does not change the metric; at most the model's context.")
+    block_size: int = Field(ge=8, description="Tokens per window when scoring the test split (non-overlapping windows): the evaluation's own, so changing train.block_size does not change the metric; at most the model's context, and for a model trained from scratch at most train.block_size (positions past the training blocks are never learned).")
     metric_words: int = Field(ge=0, description="Word budget of the sample metrics: samples are pooled in order and cut at this many words, and the real-text reference is cut to the same budget, so a model whose samples grow shorter is not scored as more diverse (0 = every word of evaluate.num_samples samples, round 1).")
     keep_samples: int = Field(ge=0, le=100, description="Samples kept as text in each generation's samples.jsonl.")
 
@@ -403,6 +403,11 @@ class Params(_Section):
         for key, size in (("train.block_size", self.train.block_size), ("evaluate.block_size", self.evaluate.block_size)):
             if size > self.model.context:
                 raise ValueError(f"{key} ({size}) exceeds model.context ({self.model.context})")
+        if self.evaluate.block_size > self.train.block_size:
+            raise ValueError(
+                f"evaluate.block_size ({self.evaluate.block_size}) exceeds train.block_size ({self.train.block_size}): "
+                "a model trained from scratch never learns the positions past its training blocks; "
+                "set evaluate.block_size <= train.block_size")
         prompt = 1 + (self.generate.prompt_tokens if self.generate.prompt == "prefix" else 0)  # EOS + prefix
         if self.generate.source == "self" and prompt + self.generate.max_new_tokens > self.model.context:
             raise ValueError(

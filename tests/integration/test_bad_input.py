@@ -182,6 +182,13 @@ CASES = {
         ["run"],
         2,
     ),
+    "eval-block-above-train": (
+        "evaluation window longer than a scratch model's training blocks",
+        set_key("evaluate.block_size", 64),
+        None,
+        ["run"],
+        2,
+    ),
     "heads-divide": ("n_embd not divisible by n_head", set_key("model.n_head", 3), None, ["run"], 2),
     "warmup-too-long": ("warmup >= steps", set_key("train.warmup_steps", 30), None, ["run"], 2),
     "micro-batch": ("micro_batch does not divide batch_size", set_key("train.micro_batch", 3), None, ["run"], 2),
