@@ -79,7 +79,7 @@ def one_run(params, tok, train_stream, test_stream, layers: int, width: int, see
                 "micro_batch": args.batch,
                 "block_size": args.block,
                 "lr": args.lr,
-                "warmup_steps": max(1, steps // 50),
+                "warmup_steps": args.warmup or max(1, steps // 50),
             }
         )
 
@@ -157,6 +157,7 @@ def main() -> None:
     # model is scored on positions it never saw (measured: ppl 93 after 9.3 min against 62 after 6.9)
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=0, help="warmup steps (0 = a fiftieth of the run)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "docs" / "experiments" / "gen0"))
     args = ap.parse_args()

@@ -61,7 +61,7 @@ NOT_GEN0 = (
     "mix.select_power",
 )
 # knobs that cannot change generation 0 when it has its own step count (train.steps0)
-NOT_GEN0_WITH_STEPS0 = ("train.steps", "train.budget", "train.epochs", "train.warmup_steps")
+NOT_GEN0_WITH_STEPS0 = ("train.steps", "train.budget", "train.epochs")  # its warmup it does use
 # knob columns every sweep summary carries, whatever the grid
 KNOBS = (
     "mix.strategy",
