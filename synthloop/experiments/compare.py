@@ -8,7 +8,6 @@ frozen generation-0 model at the first and last generation of each arm.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -163,7 +162,7 @@ def ref_histograms(df: pd.DataFrame, root: Path, out: Path) -> bool:
         dirs = df[df["arm"] == arm]["run_dir"].unique()
         for k in range(last + 1):
             hists = [root / d / "gens" / str(k) / "ref_ppl_hist.json" for d in dirs]
-            hists = [json.loads(h.read_text()) for h in hists if h.is_file()]
+            hists = [io.read_json(h) for h in hists if h.is_file()]
             if not hists:
                 continue
             shares = [[c / max(1, sum(h["counts"])) for c in h["counts"]] for h in hists]
@@ -288,7 +287,7 @@ def _cpu(run_dir: Path, last: int) -> float:
     files = [run_dir / "gens" / str(k) / ".timing.json" for k in range(1, last + 1)]
     if not all(f.is_file() for f in files):
         return float("nan")
-    return sum(t["cpu_s"] for f in files for t in json.loads(f.read_text()).values())
+    return sum(t["cpu_s"] for f in files for t in io.read_json(f).values())
 
 
 FRONTIER_AXES = [
