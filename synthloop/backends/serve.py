@@ -1,10 +1,18 @@
 """`synthloop serve MODEL`: llama.cpp's OpenAI-compatible server on 127.0.0.1, for the http backend
 and the HTTP judge on machines without a GPU (and for the tests, which start a real one).
 
-It runs `python -m llama_cpp.server` (PyPI `llama-cpp-python[server]`, the `[serve]` extra) in
-its own process group, logs to .synthloop/logs/llama-server.log, waits until /v1/models answers,
-and stops it (SIGTERM, then SIGKILL) when the `with` block or Ctrl-C ends. The server answers
-one request at a time and honours each request's `seed`, so the same request gives the same text.
+It runs llama-cpp-python's server (PyPI `llama-cpp-python[server]`, the `[serve]` extra) through
+this module's `__main__` in its own process group, logs to .synthloop/logs/llama-server.log, waits
+until /v1/models answers, and stops it (SIGTERM, then SIGKILL) when the `with` block or Ctrl-C
+ends. The server answers one request at a time and honours each request's `seed`.
+
+Same request, same text, whatever came before: the stock server reuses the KV cache of the
+previous request's matching prefix, and when a prompt repeats the previous one it re-evaluates
+only the last prompt token, in a one-token batch whose float sums differ from the full prompt's
+batch. Measured with SmolLM2: the same seeded request after itself gave a different tale from
+token 6 on (5 times of 15), which broke a resumed run's bytes whenever two requests with the same
+topic met back to back. So every request here starts from an empty context (`_FreshLlama`): the
+prompt is always evaluated in the same batches; a short chat prompt costs a few ms more.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ class LlamaServer:
         return [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            __name__,  # llama_cpp.server, every request from an empty context
             "--model",
             str(self.model),
             "--model_alias",
@@ -99,3 +107,21 @@ class LlamaServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _serve_from_empty_context() -> None:
+    """llama-cpp-python's server, with every generation starting from an empty KV cache."""
+    import llama_cpp
+    from llama_cpp.server.__main__ import main
+
+    class _FreshLlama(llama_cpp.Llama):
+        def generate(self, tokens, *args, **kwargs):
+            self.reset()  # no prefix reuse: the prompt's numerics must not depend on the last request
+            return super().generate(tokens, *args, **kwargs)
+
+    llama_cpp.Llama = _FreshLlama  # the server's model loader builds `llama_cpp.Llama` when it starts
+    main()
+
+
+if __name__ == "__main__":
+    _serve_from_empty_context()

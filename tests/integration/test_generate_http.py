@@ -46,6 +46,22 @@ def test_seeded_requests_give_the_same_text_whatever_the_concurrency_or_sharding
     assert [r["text"] for r in other] != [r["text"] for r in one]
 
 
+def test_the_same_request_back_to_back_gives_the_same_text(llama_server):
+    """The stock server re-evaluates a repeated prompt's last token alone and samples another tale
+    (from token 6 on, for this request): a resumed run differed from the uninterrupted one whenever
+    two samples with the same topic met back to back. `synthloop serve` starts each from scratch."""
+    import httpx
+
+    body = {"model": "smollm2", "max_tokens": 24, "temperature": 1.0, "top_p": 1.0, "seed": 777,
+            "messages": [{"role": "user", "content": "Write a short fairy tale about a shoemaker and the elves."}]}  # fmt: skip
+    other = {**body, "seed": 778, "messages": [{"role": "user", "content": "Write a short fairy tale about a fox."}]}
+    texts = []
+    for request in (other, body, body, other, body):
+        reply = httpx.post(f"{llama_server.url}/v1/chat/completions", json=request, timeout=300).json()
+        texts.append(reply["choices"][0]["message"]["content"])
+    assert texts[1] == texts[2] == texts[4], texts
+
+
 def test_the_budget_stops_after_the_batch_that_reaches_it(llama_server, tmp_path):
     c = cfg(llama_server.url, max_tokens_total=20, batch_size=2)
     rows = generate(c, tmp_path / "s")
