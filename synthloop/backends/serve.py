@@ -10,7 +10,7 @@ Same request, same text, whatever came before: the stock server reuses the KV ca
 previous request's matching prefix, and when a prompt repeats the previous one it re-evaluates
 only the last prompt token, in a one-token batch whose float sums differ from the full prompt's
 batch. Measured with SmolLM2: the same seeded request after itself gave a different tale from
-token 6 on (5 times of 15), which broke a resumed run's bytes whenever two requests with the same
+token 6 on (each of 5 repeats among 15 requests), which broke a resumed run's bytes whenever two requests with the same
 topic met back to back. So every request here starts from an empty context (`_FreshLlama`): the
 prompt is always evaluated in the same batches; a short chat prompt costs a few ms more.
 """
