@@ -86,7 +86,9 @@ def run_sweep(spec: sweeps.SweepSpec, home: Path, engine: clusters.Engine | None
         log.info("sweep %s: %d runs on %s", spec.name, len(runs), engine.describe())
         on_cluster.with_options(task_runner=clusters.task_runner(engine))(spec.model_dump(), str(home), tracker.run_id)
     folder = home / spec.out / spec.name
-    report = compare.write_report(folder / "summary.csv", folder / "report", title=f"sweep {spec.name}", root=home)
+    report = compare.write_report(
+        folder / "summary.csv", folder / "report", title=f"sweep {spec.name}", root=home, pairs=list(spec.compare)
+    )
     tracker.log_report(folder / "summary.csv", report)
     create_markdown_artifact(
         report.read_text(encoding="utf-8"),

@@ -222,14 +222,28 @@ def report(
         typer.Option("--out", "-o", help="Folder for report.md and plots (default: report/ beside the summary)."),
     ] = None,
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "synthloop report",
+    pair: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pair",
+            help="A:B, repeatable: test arm A against arm B, paired by seed (default: every arm against the first).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Turn a summary.csv into report.md + plots (one line per arm, a band over seeds)."""
 
     def _report() -> None:
         from .experiments.compare import write_report
+        from .io import DataError
 
-        path = write_report(summary, out or summary.parent / "report", title=title, root=Path.cwd())
+        pairs = []
+        for text in pair or []:
+            a, sep, b = text.partition(":")
+            if not (sep and a and b):
+                raise DataError(f"--pair {text}: write it as ARM_A:ARM_B (e.g. --pair accumulate:replace)")
+            pairs.append((a, b))
+        path = write_report(summary, out or summary.parent / "report", title=title, root=Path.cwd(), pairs=pairs)
         typer.echo(f"report: {path}")
 
     _guard(debug, _report)

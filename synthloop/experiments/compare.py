@@ -38,7 +38,17 @@ HEADLINE = [
     ("distinct_2", "distinct-2 of samples"),
     ("rare_coverage", "rare real word types in samples"),
 ]
-TABLE = ["test_ce", "distinct_2", "self_bleu", "unigram_js", "rare_coverage", "ref_ppl_p50", "name_tv"]
+TABLE = [
+    "test_ce",
+    "test_bpb",
+    "test_ce_gap",
+    "distinct_2",
+    "self_bleu",
+    "unigram_js",
+    "rare_coverage",
+    "ref_ppl_p50",
+    "name_tv",
+]
 
 
 def load(summary: Path) -> pd.DataFrame:
@@ -341,10 +351,26 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(summary: Path, out: Path, title: str = "synthloop report", root: Path | None = None) -> Path:
-    """report.md + headline.png, metrics.png, delta.png, ref_ppl_hist.png in `out`; returns report.md's path."""
+def check_pairs(df: pd.DataFrame, pairs: list[tuple[str, str]], summary: Path) -> None:
+    arms = list(dict.fromkeys(df["arm"]))
+    for a, b in pairs:
+        for arm in (a, b):
+            if arm not in arms:
+                raise DataError(f"--pair {a}:{b}: {summary} has no arm {arm!r} (it has {', '.join(arms)})")
+
+
+def write_report(
+    summary: Path,
+    out: Path,
+    title: str = "synthloop report",
+    root: Path | None = None,
+    pairs: list[tuple[str, str]] | None = None,
+) -> Path:
+    """report.md + headline.png, metrics.png, delta.png, ref_ppl_hist.png in `out`; returns report.md's path.
+    `pairs` (a, b): the orderings to test, paired by seed (default: every arm against the first)."""
     root = root or Path.cwd()
     df = load(summary)
+    check_pairs(df, pairs or [], summary)
     metrics = [m for m, _, _ in METRICS if m in df.columns]
     df = with_deltas(df, metrics)
     last = int(df["generation"].max())
@@ -355,6 +381,7 @@ def write_report(summary: Path, out: Path, title: str = "synthloop report", root
     cost = costs(df, root)
     front = frontier(cost, out / "frontier.png", title)
     arms = list(dict.fromkeys(df["arm"]))
+    pairs = pairs or [(a, arms[0]) for a in arms[1:]]
     seeds = df.groupby("arm")["seed"].nunique()
     text = [
         f"# {title}",
@@ -368,12 +395,12 @@ def write_report(summary: Path, out: Path, title: str = "synthloop report", root
         "",
         *(
             [
-                f"## Each arm against {arms[0]}, paired by seed (Δtest_ce at generation {last})",
+                f"## Orderings, paired by seed (Δtest_ce at generation {last}; 95% CI of the difference)",
                 "",
-                markdown_table(paired_table(df, "test_ce", [(a, arms[0]) for a in arms[1:]])),
+                markdown_table(paired_table(df, "test_ce", pairs)),
                 "",
             ]
-            if len(arms) > 1
+            if pairs
             else []
         ),
         *(["## Quality against cost", "", "![frontier](frontier.png)", ""] if front else []),

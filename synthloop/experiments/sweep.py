@@ -89,6 +89,11 @@ class SweepSpec(BaseModel):
         min_length=1,
         description="Arm name -> dotted-key overrides, and optionally `seeds` (the arm's own seeds).",
     )
+    compare: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="[A, B] pairs: the orderings the report tests, arm A against arm B paired by seed "
+        "(default: every arm against the first).",
+    )
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,10 @@ def parse_spec(raw: Any, source: str) -> SweepSpec:
             isinstance(seeds, list) and seeds and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
         ):
             raise ConfigError(f"{source}: arms.{arm}.seeds must be a non-empty list of integers, got {seeds!r}")
+    for i, pair in enumerate(spec.compare):
+        for arm in pair:
+            if arm not in spec.arms:
+                raise ConfigError(f"{source}: compare.{i}: no arm {arm!r} (the arms: {', '.join(spec.arms)})")
     return spec
 
 

@@ -362,7 +362,22 @@ CASES = {
     "tokenizer-corrupt": ("a garbled tokenizer.json", None, "corrupt-tokenizer", ["stage", "train", "--gen", "0"], 1),
     "sweep-unknown-arm-key": ("a sweep arm with a typo", None, "sweep", ["sweep", "bad.yaml"], 2),
     "sweep-no-spec": ("sweep with nothing to sweep", None, None, ["sweep"], 2),
+    "sweep-compare-unknown-arm": (
+        "a sweep's compare naming an arm it lacks",
+        None,
+        "sweep-compare",
+        ["sweep", "bad.yaml"],
+        2,
+    ),
     "report-no-summary": ("report on a missing summary", None, None, ["report", "nothing/summary.csv"], 1),
+    "report-pair-unknown-arm": (
+        "report --pair naming an arm the summary lacks",
+        None,
+        "summary",
+        ["report", "summary.csv", "--pair", "accumulate:replce"],
+        1,
+    ),
+    "report-pair-no-colon": ("report --pair without A:B", None, "summary", ["report", "summary.csv", "--pair", "x"], 1),
 }
 
 
@@ -402,6 +417,17 @@ def prepare_files(kind: str, root: Path, raw: dict) -> None:
         (model / "model.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
         (root / "data" / "test.jsonl").write_text('{"text": "x"}\n')
         (root / "gens" / "0" / "train_set.jsonl").write_text('{"text": "x", "source": "real"}\n')
+    elif kind == "summary":
+        rows = [
+            f"{a},{seed},{a}-s{seed},{g},{4 + g * (a == 'replace')}"
+            for a in ("replace", "accumulate")
+            for seed in (0, 1)
+            for g in (0, 1)
+        ]
+        (root / "summary.csv").write_text("arm,seed,run,generation,test_ce\n" + "\n".join(rows) + "\n")
+    elif kind == "sweep-compare":
+        spec = {"name": "bad", "seeds": [0], "arms": {"a": {}, "b": {}}, "compare": [["a", "c"]]}
+        (root / "bad.yaml").write_text(yaml.safe_dump(spec))
     elif kind == "sweep":
         (root / "bad.yaml").write_text(
             yaml.safe_dump({"name": "bad", "seeds": [0], "arms": {"a": {"mix.stratgy": "x"}}})

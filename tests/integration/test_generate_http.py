@@ -52,9 +52,12 @@ def test_the_same_request_back_to_back_gives_the_same_text(llama_server):
     two samples with the same topic met back to back. `synthloop serve` starts each from scratch."""
     import httpx
 
-    body = {"model": "smollm2", "max_tokens": 24, "temperature": 1.0, "top_p": 1.0, "seed": 777,
-            "messages": [{"role": "user", "content": "Write a short fairy tale about a shoemaker and the elves."}]}  # fmt: skip
-    other = {**body, "seed": 778, "messages": [{"role": "user", "content": "Write a short fairy tale about a fox."}]}
+    def ask(topic: str, seed: int) -> dict:
+        content = f"Write a short fairy tale about {topic}."
+        return {"model": "smollm2", "max_tokens": 24, "temperature": 1.0, "top_p": 1.0, "seed": seed,
+                "messages": [{"role": "user", "content": content}]}  # fmt: skip
+
+    body, other = ask("a shoemaker and the elves", 777), ask("a fox", 778)
     texts = []
     for request in (other, body, body, other, body):
         reply = httpx.post(f"{llama_server.url}/v1/chat/completions", json=request, timeout=300).json()

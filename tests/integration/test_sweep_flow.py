@@ -28,6 +28,7 @@ def test_sweep_compares_strategies_and_resumes_without_recomputing(harness, tmp_
         "name": "two",
         "seeds": [0],
         "arms": {"replace": {}, "accumulate": {"mix.strategy": "accumulate", "seeds": [0]}},
+        "compare": [["replace", "accumulate"]],  # the ordering its report tests
     }
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
@@ -53,7 +54,7 @@ def test_sweep_compares_strategies_and_resumes_without_recomputing(harness, tmp_
 
     report = (folder / "report" / "report.md").read_text()
     assert "| replace | 1 |" in report and "| accumulate | 1 |" in report
-    assert "| accumulate − replace |" in report  # paired by seed against the first arm
+    assert "| replace − accumulate |" in report and "accumulate − replace" not in report  # the spec's compare
     assert "![frontier](frontier.png)" in report  # CPU-seconds from each generation's .timing.json
     for png in ("metrics.png", "delta.png", "ref_ppl_hist.png", "frontier.png"):
         assert (folder / "report" / png).stat().st_size > 10_000

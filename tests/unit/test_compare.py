@@ -56,6 +56,15 @@ def test_write_report_makes_markdown_and_plots(tmp_path):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_tests_the_orderings_it_is_given(tmp_path):
+    summary = tmp_path / "summary.csv"
+    frame().to_csv(summary, index=False)
+    text = write_report(summary, tmp_path / "r", pairs=[("replace", "accumulate")]).read_text()
+    assert "| replace − accumulate | +1.8 | [+1.8, +1.8] |" in text and "accumulate − replace" not in text
+    with pytest.raises(DataError, match="has no arm 'dilution'"):
+        write_report(summary, tmp_path / "r", pairs=[("replace", "dilution")])
+
+
 def test_single_loop_summary_is_one_arm(tmp_path):
     summary = tmp_path / "summary.csv"
     frame()[lambda d: d.run == "replace-s0"].drop(columns=["arm", "seed", "run"]).to_csv(summary, index=False)
