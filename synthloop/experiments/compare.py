@@ -122,9 +122,7 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
     colors = plt.get_cmap("tab10")
     for ax, (column, label) in zip(axes.flat, panels):
         means = {arm: g.groupby("generation")[column].mean() for arm, g in df.groupby("arm", sort=False)}
-        spans = {arm: float(m.abs().max()) for arm, m in means.items()}
-        typical = float(pd.Series(spans).median())
-        wild = {arm for arm, v in spans.items() if typical > 0 and v > 4 * typical}
+        wild = _wild({arm: float(m.abs().max()) for arm, m in means.items()})
         for i, (arm, m) in enumerate(means.items()):
             ax.plot(m.index, m.to_numpy(), marker="o", ms=3, color=colors(i % 10), label=arm)
         tame = [m for arm, m in means.items() if arm not in wild]
@@ -153,6 +151,12 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
     _save(fig, out)
     plt.close(fig)
     return True
+
+
+def _wild(spans: dict[str, float]) -> set[str]:
+    """The arms whose span is more than 4x the median arm's: drawn off the scale, not squashing the rest."""
+    typical = float(pd.Series(spans).median())
+    return {arm for arm, v in spans.items() if typical > 0 and v > 4 * typical}
 
 
 def ref_histograms(df: pd.DataFrame, root: Path, out: Path) -> bool:
@@ -311,7 +315,9 @@ FRONTIER_AXES = [
 
 def frontier(cost: pd.DataFrame, out: Path, title: str) -> bool:
     """Real-data quality at the last generation against each cost, one point per arm (mean over
-    seeds, 95% CI bars); the arms no other arm beats on both axes are joined: the frontier."""
+    seeds, 95% CI bars); the arms no other arm beats on both axes are joined: the frontier. An arm
+    far worse than the rest (its distance above the best more than 4x the median arm's) is drawn
+    off the scale, its value written at the edge, as in the headline."""
     axes_ = [(c, label) for c, label in FRONTIER_AXES if c in cost and cost[c].notna().any()]
     if not axes_:
         return False
@@ -319,6 +325,9 @@ def frontier(cost: pd.DataFrame, out: Path, title: str) -> bool:
     width = max(7.0, 4.6 * len(axes_))
     fig, axes = plt.subplots(1, len(axes_), figsize=(width, 4.2), constrained_layout=True, squeeze=False)
     colors = plt.get_cmap("tab10")
+    means = cost.groupby("arm", sort=False)["test_ce"].mean()
+    wild = _wild((means - means.min()).to_dict())
+    tame = means.drop(sorted(wild))
     for ax, (col, label) in zip(axes.flat, axes_):
         points = []
         for i, (arm, g) in enumerate(cost.groupby("arm", sort=False)):
@@ -333,6 +342,17 @@ def frontier(cost: pd.DataFrame, out: Path, title: str) -> bool:
             if y < edge[-1][1]:
                 edge.append((x, y))
         ax.plot(*zip(*edge), color="grey", lw=1, ls="--", zorder=0)
+        if wild and len(tame):
+            pad = 0.15 * (float(tame.max() - tame.min()) or 1.0)
+            ax.set_ylim(float(tame.min()) - pad, float(tame.max()) + 3 * pad)
+            for n, arm in enumerate(sorted(wild)):
+                ax.annotate(
+                    f"{arm} off scale: {means[arm]:.3g}",
+                    xy=(0.02, 0.97 - 0.07 * n),
+                    xycoords="axes fraction",
+                    va="top",
+                    fontsize=8,
+                )
         ax.set_xlabel(label)
         ax.set_ylabel("real test cross-entropy at G (nats)")
         ax.grid(alpha=0.3)

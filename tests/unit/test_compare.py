@@ -122,3 +122,24 @@ def test_costs_sum_generations_after_zero(tmp_path):
     out = costs(df, tmp_path).set_index("run")
     assert out.loc["replace-s0", "generated_tokens"] == 200 and out.loc["replace-s0", "real_words"] == 100
     assert out.loc["replace-s1", "test_ce"] == 8.0
+
+
+def test_frontier_draws_an_arm_far_worse_than_the_rest_off_scale(tmp_path, monkeypatch):
+    from synthloop.experiments import compare
+
+    df = frame()
+    wild = df[df.arm == "replace"].assign(
+        arm="wild", run=lambda d: d.run + "w", test_ce=lambda d: 5 + 40 * d.generation
+    )
+    df = pd.concat([df, wild])
+    df["completion_tokens"] = 100
+    notes = []
+    real_annotate = __import__("matplotlib.axes", fromlist=["Axes"]).Axes.annotate
+    monkeypatch.setattr(
+        "matplotlib.axes.Axes.annotate",
+        lambda ax, text, *a, **k: notes.append(text) or real_annotate(ax, text, *a, **k),
+    )
+    assert compare.frontier(costs(df, tmp_path), tmp_path / "f.png", "t")
+    assert notes == ["wild off scale: 85"]  # one cost axis here: generated tokens
+    notes.clear()
+    assert compare.frontier(costs(df[df.arm != "wild"], tmp_path), tmp_path / "f2.png", "t") and notes == []
