@@ -82,15 +82,15 @@ def curves(df: pd.DataFrame, metrics: list[str], out: Path, title: str, delta: b
     cols = 4
     rows = -(-len(metrics) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), constrained_layout=True, squeeze=False)
-    colors = plt.get_cmap("tab10")
+    color = _palette(plt, df["arm"].nunique())
     for ax, metric in zip(axes.flat, metrics):
         column = f"{metric}_delta" if delta else metric
         for i, (arm, g) in enumerate(df.groupby("arm", sort=False)):
             stats = g.groupby("generation")[column].agg(["mean", "std"]).fillna(0.0)
             x = stats.index.to_numpy()
-            ax.plot(x, stats["mean"], marker="o", ms=3, color=colors(i % 10), label=arm)
+            ax.plot(x, stats["mean"], marker="o", ms=3, color=color(i), label=arm)
             ax.fill_between(
-                x, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=colors(i % 10), alpha=0.15, lw=0
+                x, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=color(i), alpha=0.15, lw=0
             )
         if delta:
             ax.axhline(0, color="grey", lw=0.8)
@@ -119,12 +119,12 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), constrained_layout=True, squeeze=False)
-    colors = plt.get_cmap("tab10")
+    color = _palette(plt, df["arm"].nunique())
     for ax, (column, label) in zip(axes.flat, panels):
         means = {arm: g.groupby("generation")[column].mean() for arm, g in df.groupby("arm", sort=False)}
         wild = _wild({arm: float(m.abs().max()) for arm, m in means.items()})
         for i, (arm, m) in enumerate(means.items()):
-            ax.plot(m.index, m.to_numpy(), marker="o", ms=3, color=colors(i % 10), label=arm)
+            ax.plot(m.index, m.to_numpy(), marker="o", ms=3, color=color(i), label=arm)
         tame = [m for arm, m in means.items() if arm not in wild]
         if wild and tame:
             low = min(float(m.min()) for m in tame)
@@ -151,6 +151,12 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
     _save(fig, out)
     plt.close(fig)
     return True
+
+
+def _palette(plt, n: int):
+    """One colour per arm: tab10 up to 10 arms, tab20 up to 20 (no two arms share one)."""
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return lambda i: cmap(i % cmap.N)
 
 
 def _wild(spans: dict[str, float]) -> set[str]:
@@ -316,25 +322,26 @@ FRONTIER_AXES = [
 def frontier(cost: pd.DataFrame, out: Path, title: str) -> bool:
     """Real-data quality at the last generation against each cost, one point per arm (mean over
     seeds, 95% CI bars); the arms no other arm beats on both axes are joined: the frontier. An arm
-    far worse than the rest (its distance above the best more than 4x the median arm's) is drawn
-    off the scale, its value written at the edge, as in the headline."""
+    far worse than the rest (its distance above the best more than 4x the median arm's) is left
+    out, its value written at the edge, so it does not squash the others."""
     axes_ = [(c, label) for c, label in FRONTIER_AXES if c in cost and cost[c].notna().any()]
     if not axes_:
         return False
     plt = plots.pyplot()
     width = max(7.0, 4.6 * len(axes_))
     fig, axes = plt.subplots(1, len(axes_), figsize=(width, 4.2), constrained_layout=True, squeeze=False)
-    colors = plt.get_cmap("tab10")
+    color = _palette(plt, cost["arm"].nunique())
     means = cost.groupby("arm", sort=False)["test_ce"].mean()
     wild = _wild((means - means.min()).to_dict())
-    tame = means.drop(sorted(wild))
     for ax, (col, label) in zip(axes.flat, axes_):
         points = []
         for i, (arm, g) in enumerate(cost.groupby("arm", sort=False)):
+            if arm in wild:
+                continue
             y, low, high = mean_ci(g["test_ce"])
             x = float(g[col].mean())
             err = [[y - low], [high - y]] if low == low else None
-            ax.errorbar(x, y, yerr=err, fmt="o", color=colors(i % 10), label=arm, capsize=3)
+            ax.errorbar(x, y, yerr=err, fmt="o", color=color(i), label=arm, capsize=3)
             points.append((x, y))
         best = sorted(points)
         edge = [best[0]]
@@ -342,17 +349,14 @@ def frontier(cost: pd.DataFrame, out: Path, title: str) -> bool:
             if y < edge[-1][1]:
                 edge.append((x, y))
         ax.plot(*zip(*edge), color="grey", lw=1, ls="--", zorder=0)
-        if wild and len(tame):
-            pad = 0.15 * (float(tame.max() - tame.min()) or 1.0)
-            ax.set_ylim(float(tame.min()) - pad, float(tame.max()) + 3 * pad)
-            for n, arm in enumerate(sorted(wild)):
-                ax.annotate(
-                    f"{arm} off scale: {means[arm]:.3g}",
-                    xy=(0.02, 0.97 - 0.07 * n),
-                    xycoords="axes fraction",
-                    va="top",
-                    fontsize=8,
-                )
+        for n, arm in enumerate(sorted(wild)):
+            ax.annotate(
+                f"{arm} left out: {means[arm]:.3g} nats",
+                xy=(0.02, 0.97 - 0.07 * n),
+                xycoords="axes fraction",
+                va="top",
+                fontsize=8,
+            )
         ax.set_xlabel(label)
         ax.set_ylabel("real test cross-entropy at G (nats)")
         ax.grid(alpha=0.3)

@@ -140,6 +140,6 @@ def test_frontier_draws_an_arm_far_worse_than_the_rest_off_scale(tmp_path, monke
         lambda ax, text, *a, **k: notes.append(text) or real_annotate(ax, text, *a, **k),
     )
     assert compare.frontier(costs(df, tmp_path), tmp_path / "f.png", "t")
-    assert notes == ["wild off scale: 85"]  # one cost axis here: generated tokens
+    assert notes == ["wild left out: 85 nats"]  # one cost axis here: generated tokens
     notes.clear()
     assert compare.frontier(costs(df[df.arm != "wild"], tmp_path), tmp_path / "f2.png", "t") and notes == []
