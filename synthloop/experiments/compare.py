@@ -37,7 +37,11 @@ HEADLINE = [
     ("test_ce_delta", "Δ real test cross-entropy (nats)"),
     ("distinct_2", "distinct-2 of samples"),
     ("rare_coverage", "rare real word types in samples"),
+    ("test_ce_gap", "CE minus entropy on real test (nats; symlog)"),
 ]
+# panels drawn on a symmetric log scale (linear within ±0.1) instead of sending arms off it: the
+# gap's sign and size both matter, from -0.1 (a broadened model) to +4 (a sharpened one)
+SYMLOG = {"test_ce_gap"}
 TABLE = [
     "test_ce",
     "test_bpb",
@@ -111,7 +115,8 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
     """The report's one-glance figure: HEADLINE's panels side by side, one line per arm.
 
     An arm whose curve would squash the others' (its largest |value| more than 4x the
-    median arm's) is drawn off the scale, with its final value written at the edge."""
+    median arm's) is drawn off the scale, with its final value written at the edge; SYMLOG's
+    panels show every arm on a symmetric log scale instead."""
     panels = [(c, t) for c, t in HEADLINE if c in df.columns]
     if not panels:
         return False
@@ -122,7 +127,11 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
     color = _palette(plt, df["arm"].nunique())
     for ax, (column, label) in zip(axes.flat, panels):
         means = {arm: g.groupby("generation")[column].mean() for arm, g in df.groupby("arm", sort=False)}
-        wild = _wild({arm: float(m.abs().max()) for arm, m in means.items()})
+        if column in SYMLOG:
+            ax.set_yscale("symlog", linthresh=0.1)
+            wild = set()
+        else:
+            wild = _wild({arm: float(m.abs().max()) for arm, m in means.items()})
         for i, (arm, m) in enumerate(means.items()):
             ax.plot(m.index, m.to_numpy(), marker="o", ms=3, color=color(i), label=arm)
         tame = [m for arm, m in means.items() if arm not in wild]
@@ -139,7 +148,7 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
                     va="top",
                     fontsize=8,
                 )
-        if column.endswith("_delta"):
+        if column.endswith("_delta") or column == "test_ce_gap":  # no change; a calibrated model
             ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("generation")
