@@ -1,18 +1,24 @@
-"""EXPERIMENTS.md's round-2 tables, printed as markdown from a sweep's summary.csv.
+"""EXPERIMENTS.md's round-2 tables, as markdown, from a sweep's summary.csv.
 
-    .venv/bin/python docs/experiments/round2/tables.py docs/experiments/round2/summary.csv [--root DIR]
+    .venv/bin/python docs/experiments/round2/tables.py docs/experiments/round2/summary.csv \
+        [--root DIR] [--sweep sweeps/round2.yaml] [--update EXPERIMENTS.md]
 
-The generation-5 table (95% t intervals over seeds), the per-generation CE-entropy gap, generation 0's
-seed spread, and where the runs' files are under --root (the sweep's project folder) their CPU time.
-`synthloop report` draws the figures and the paired orderings from the same file.
+Blocks: the generation-5 table (95% t intervals over seeds), the orderings the sweep file's
+`compare` names (paired by seed), the CE-entropy gap by generation, generation 0's seed spread;
+with --root (the sweep's project folder) each arm's CPU time. Printed, or with --update written
+between `<!-- round2:NAME -->` and `<!-- /round2:NAME -->` in that file, so the text's numbers
+are regenerated, never copied by hand. `synthloop report` draws the figures from the same file.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
-from synthloop.experiments.compare import costs, load, mean_ci, with_deltas
+import yaml
+
+from synthloop.experiments.compare import costs, load, markdown_table, mean_ci, paired_table, with_deltas
 
 
 def ci(values, digits: int = 2) -> str:
@@ -22,31 +28,13 @@ def ci(values, digits: int = 2) -> str:
     return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("summary", type=Path)
-    ap.add_argument("--root", type=Path, default=None, help="the sweep's project folder (for CPU time)")
-    args = ap.parse_args()
-    df = with_deltas(load(args.summary), ["test_ce", "test_bpb", "test_entropy", "test_ce_gap", "distinct_2"])
+def gen5(df, cpu) -> str:
     last = int(df["generation"].max())
     final = df[df["generation"] == last]
-    cpu = costs(df, args.root).set_index("run")["cpu_seconds"] if args.root else None
-
-    print(f"Generation {last}: mean over seeds, 95% t interval of the change since generation 0\n")
-    cols = [
-        "arm",
-        "seeds",
-        f"CE at {last}",
-        "Δ CE (nats)",
-        "Δ bits/byte",
-        "Δ entropy",
-        "CE−entropy gap",
-        "Δ distinct-2",
-        "synthetic tokens",
-        "words/sample",
-    ]
+    cols = ["arm", "seeds", f"CE at {last}", "Δ CE (nats)", "Δ bits/byte", "Δ entropy", "CE−entropy gap"]
+    cols += ["Δ distinct-2", "synthetic tokens", "words/sample"]
     cols += ["CPU-min, gens 1-5"] if cpu is not None else []
-    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for arm, g in final.groupby("arm", sort=False):
         row = [
             arm,
@@ -62,19 +50,56 @@ def main() -> None:
         ]
         if cpu is not None:
             row.append(f"{cpu[g['run']].mean() / 60:.1f}")
-        print("| " + " | ".join(row) + " |")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
-    print("\nCE−entropy gap on real test by generation (mean over seeds)\n")
-    gaps = df.pivot_table(index="arm", columns="generation", values="test_ce_gap", sort=False)
-    print("| arm | " + " | ".join(f"gen {c}" for c in gaps.columns) + " |\n|" + "---|" * (len(gaps.columns) + 1))
-    for arm, row in gaps.iterrows():
-        print(f"| {arm} | " + " | ".join(f"{v:+.2f}" for v in row) + " |")
 
-    gen0 = df[df["generation"] == 0].groupby("seed")["test_ce"].first()
-    print(
-        f"\nGeneration 0 over {len(gen0)} seeds: test CE {gen0.mean():.3f} ± {gen0.std():.3f} (sd), "
-        f"range {gen0.min():.3f}-{gen0.max():.3f}"
+def gaps(df) -> str:
+    table = df.pivot_table(index="arm", columns="generation", values="test_ce_gap", sort=False)
+    lines = ["| arm | " + " | ".join(f"gen {c}" for c in table.columns) + " |", "|" + "---|" * (len(table.columns) + 1)]
+    lines += [f"| {arm} | " + " | ".join(f"{v:+.2f}" for v in row) + " |" for arm, row in table.iterrows()]
+    return "\n".join(lines)
+
+
+def gen0(df) -> str:
+    ce = df[df["generation"] == 0].groupby("seed")["test_ce"].first()
+    return (
+        f"Generation 0 over {len(ce)} seeds: whole-split test CE {ce.mean():.3f} ± {ce.std():.3f} nats (sd), "
+        f"range {ce.min():.3f}-{ce.max():.3f} (perplexity {2.718281828 ** ce.mean():.1f})."
     )
+
+
+def update(path: Path, blocks: dict[str, str]) -> None:
+    text = path.read_text(encoding="utf-8")
+    for name, body in blocks.items():
+        pattern = re.compile(rf"(<!-- round2:{name} -->\n).*?(<!-- /round2:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"{path}: no <!-- round2:{name} --> ... <!-- /round2:{name} --> block to fill")
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("summary", type=Path)
+    ap.add_argument("--root", type=Path, default=None, help="the sweep's project folder (for CPU time)")
+    ap.add_argument("--sweep", type=Path, default=Path("sweeps/round2.yaml"), help="its `compare` pairs")
+    ap.add_argument("--update", type=Path, default=None, help="fill this file's round2 blocks")
+    args = ap.parse_args()
+    df = with_deltas(load(args.summary), ["test_ce", "test_bpb", "test_entropy", "test_ce_gap", "distinct_2"])
+    cpu = costs(df, args.root).set_index("run")["cpu_seconds"] if args.root else None
+    arms = set(df["arm"])
+    pairs = [tuple(p) for p in yaml.safe_load(args.sweep.read_text())["compare"] if set(p) <= arms]
+    blocks = {
+        "gen5": gen5(df, cpu),
+        "orderings": markdown_table(paired_table(df, "test_ce", pairs)),
+        "gap": gaps(df),
+        "gen0": gen0(df),
+    }
+    if args.update:
+        update(args.update, blocks)
+    else:
+        print("\n\n".join(blocks.values()))
 
 
 if __name__ == "__main__":
