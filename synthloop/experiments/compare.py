@@ -140,14 +140,10 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
             high = max(float(m.max()) for m in tame)
             pad = 0.1 * (high - low or 1.0)
             ax.set_ylim(low - pad, high + 3 * pad)
-            for n, arm in enumerate(sorted(wild)):
-                ax.annotate(
-                    f"{arm} off scale: {means[arm].iloc[-1]:+.3g} at gen {means[arm].index[-1]}",
-                    xy=(0.02, 0.97 - 0.07 * n),
-                    xycoords="axes fraction",
-                    va="top",
-                    fontsize=8,
-                )
+            _notes(
+                ax,
+                [f"{arm} off scale: {means[arm].iloc[-1]:+.3g} at gen {means[arm].index[-1]}" for arm in sorted(wild)],
+            )
         if column.endswith("_delta") or column == "test_ce_gap":  # no change; a calibrated model
             ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(label, fontsize=10)
@@ -166,6 +162,12 @@ def _palette(plt, n: int):
     """One colour per arm: tab10 up to 10 arms, tab20 up to 20 (no two arms share one)."""
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
     return lambda i: cmap(i % cmap.N)
+
+
+def _notes(ax, lines: list[str]) -> None:
+    """Small lines of text down the panel's top-left corner (what a panel leaves out)."""
+    for n, line in enumerate(lines):
+        ax.annotate(line, xy=(0.02, 0.97 - 0.07 * n), xycoords="axes fraction", va="top", fontsize=8)
 
 
 def _wild(spans: dict[str, float]) -> set[str]:
@@ -358,14 +360,7 @@ def frontier(cost: pd.DataFrame, out: Path, title: str) -> bool:
             if y < edge[-1][1]:
                 edge.append((x, y))
         ax.plot(*zip(*edge), color="grey", lw=1, ls="--", zorder=0)
-        for n, arm in enumerate(sorted(wild)):
-            ax.annotate(
-                f"{arm} left out: {means[arm]:.3g} nats",
-                xy=(0.02, 0.97 - 0.07 * n),
-                xycoords="axes fraction",
-                va="top",
-                fontsize=8,
-            )
+        _notes(ax, [f"{arm} left out: {means[arm]:.3g} nats" for arm in sorted(wild)])
         ax.set_xlabel(label)
         ax.set_ylabel("real test cross-entropy at G (nats)")
         ax.grid(alpha=0.3)
