@@ -144,7 +144,7 @@ def headline(df: pd.DataFrame, out: Path, title: str) -> bool:
                 ax,
                 [f"{arm} off scale: {means[arm].iloc[-1]:+.3g} at gen {means[arm].index[-1]}" for arm in sorted(wild)],
             )
-        if column.endswith("_delta") or column == "test_ce_gap":  # no change; a calibrated model
+        if column.endswith("_delta") or column in SYMLOG:  # zero: no change; a calibrated model
             ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("generation")
@@ -222,7 +222,7 @@ def final_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         row = {"arm": arm, "seeds": g["seed"].nunique()}
         for m in metrics:
             row[m] = _pm(g[m])
-            row[f"Δ{m}"] = _ci_text(g[f"{m}_delta"])
+            row[f"Δ{m}"] = ci_text(g[f"{m}_delta"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -245,9 +245,10 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _ci_text(values) -> str:
+def ci_text(values, fmt: str = "+.3g") -> str:
+    """The mean and its 95% CI as text ("+0.29 [+0.28, +0.31]"); the mean alone below 2 values."""
     mean, low, high = mean_ci(values)
-    return f"{mean:+.3g}" if low != low else f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
+    return f"{mean:{fmt}}" if low != low else f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
 
 def paired(df: pd.DataFrame, metric: str, a: str, b: str) -> dict:

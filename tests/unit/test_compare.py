@@ -124,7 +124,7 @@ def test_costs_sum_generations_after_zero(tmp_path):
     assert out.loc["replace-s1", "test_ce"] == 8.0
 
 
-def test_frontier_draws_an_arm_far_worse_than_the_rest_off_scale(tmp_path, monkeypatch):
+def test_frontier_leaves_out_an_arm_far_worse_than_the_rest(tmp_path, monkeypatch):
     from synthloop.experiments import compare
 
     df = frame()

@@ -13,19 +13,17 @@ are regenerated, never copied by hand. `synthloop report` draws the figures from
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
 import yaml
 
-from synthloop.experiments.compare import costs, load, markdown_table, mean_ci, paired_table, with_deltas
+from synthloop.experiments.compare import ci_text, costs, load, markdown_table, paired_table, with_deltas
 
 
 def ci(values, digits: int = 2) -> str:
-    mean, low, high = mean_ci(values)
-    if low != low:
-        return f"{mean:+.{digits}f}"
-    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    return ci_text(values, f"+.{digits}f")
 
 
 def gen5(df, cpu) -> str:
@@ -33,7 +31,7 @@ def gen5(df, cpu) -> str:
     final = df[df["generation"] == last]
     cols = ["arm", "seeds", f"CE at {last}", "Δ CE (nats)", "Δ bits/byte", "Δ entropy", "CE−entropy gap"]
     cols += ["Δ distinct-2", "synthetic tokens", "words/sample"]
-    cols += ["CPU-min, gens 1-5"] if cpu is not None else []
+    cols += [f"CPU-min, gens 1-{last}"] if cpu is not None else []
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for arm, g in final.groupby("arm", sort=False):
         row = [
@@ -65,7 +63,7 @@ def gen0(df) -> str:
     ce = df[df["generation"] == 0].groupby("seed")["test_ce"].first()
     return (
         f"Generation 0 over {len(ce)} seeds: whole-split test CE {ce.mean():.3f} ± {ce.std():.3f} nats (sd), "
-        f"range {ce.min():.3f}-{ce.max():.3f} (perplexity {2.718281828 ** ce.mean():.1f})."
+        f"range {ce.min():.3f}-{ce.max():.3f} (perplexity {math.exp(ce.mean()):.1f})."
     )
 
 
