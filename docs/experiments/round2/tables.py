@@ -1,11 +1,14 @@
 """EXPERIMENTS.md's round-2 tables, as markdown, from a sweep's summary.csv.
 
     .venv/bin/python docs/experiments/round2/tables.py docs/experiments/round2/summary.csv \
-        [--root DIR] [--sweep sweeps/round2.yaml] [--update EXPERIMENTS.md]
+        [--root DIR] [--sweep sweeps/round2.yaml] [--weak WEAK_SUMMARY] [--compute COMPUTE_SUMMARY] \
+        [--update EXPERIMENTS.md]
 
 Blocks: the generation-5 table (95% t intervals over seeds), the orderings the sweep file's
 `compare` names (paired by seed), the CE-entropy gap by generation, generation 0's seed spread;
-with --root (the sweep's project folder) each arm's CPU time. Printed, or with --update written
+with --weak (sweeps/round2_weak's summary) the same core arms at both generation-0 strengths; with
+--compute (sweeps/round2_compute's) real-only fine-tuning for accumulate's step counts; with --root
+(the sweep's project folder) each arm's CPU time. Printed, or with --update written
 between `<!-- round2:NAME -->` and `<!-- /round2:NAME -->` in that file, so the text's numbers
 are regenerated, never copied by hand. `synthloop report` draws the figures from the same file.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from synthloop.experiments.compare import ci_text, costs, load, markdown_table, paired_table, with_deltas
+from synthloop.experiments.compare import ci_text, costs, load, markdown_table, paired, paired_table, with_deltas
 
 
 def ci(values, digits: int = 2) -> str:
@@ -67,6 +70,48 @@ def gen0(df) -> str:
     )
 
 
+def seeds(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
+
+
+def strength(strong, weak, pairs) -> str:
+    """The weak generation 0's core arms beside the strong one's: generation 0, each arm's rise, each ordering."""
+    last = int(weak["generation"].max())
+    head = [f"at generation {last}"]
+    for name, df in (("strong", strong), ("weak", weak)):
+        ce = df[df["generation"] == 0].groupby("seed")["test_ce"].first().mean()
+        head.append(f"{name} generation 0 ({ce:.2f} nats, ppl {math.exp(ce):.0f})")
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|"]
+    for arm in weak["arm"].unique():
+        cells = []
+        for df in (strong, weak):
+            g = df[(df["generation"] == last) & (df["arm"] == arm)]
+            cells.append(f"{ci(g['test_ce_delta'])} ({seeds(g['seed'].nunique())})" if len(g) else "—")
+        lines.append(f"| Δ CE, {arm} | " + " | ".join(cells) + " |")
+    for a, b in pairs:
+        cells = []
+        for df in (strong, weak):
+            r = paired(df, "test_ce", a, b)
+            interval = "" if r["low"] != r["low"] else f" [{r['low']:+.3f}, {r['high']:+.3f}]"
+            cells.append(f"{r['diff']:+.3f}{interval} ({seeds(r['seeds'])})")
+        lines.append(f"| {a} − {b}, paired | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compute(real, strong) -> str:
+    """Real-only fine-tuning for accumulate's growing step counts, beside accumulate at those steps."""
+    acc = strong[(strong["arm"] == "accumulate") & (strong["generation"] > 0)]
+    at = acc.groupby("generation")[["train_steps", "test_ce_delta"]].mean()
+    lines = ["| steps | real only: Δ CE | seeds | accumulate, growing compute, at about these steps |"]
+    lines.append("|---|---|---|---|")
+    one = real[real["generation"] == 1]
+    for steps, g in one.groupby("train_steps"):
+        near = (at["train_steps"] - steps).abs()
+        match = f"gen {near.idxmin()}: {at.loc[near.idxmin(), 'test_ce_delta']:+.2f}" if near.min() < 50 else "—"
+        lines.append(f"| {steps} | {ci(g['test_ce_delta'])} | {g['seed'].nunique()} | {match} |")
+    return "\n".join(lines)
+
+
 def update(path: Path, blocks: dict[str, str]) -> None:
     text = path.read_text(encoding="utf-8")
     for name, body in blocks.items():
@@ -82,6 +127,8 @@ def main() -> None:
     ap.add_argument("summary", type=Path)
     ap.add_argument("--root", type=Path, default=None, help="the sweep's project folder (for CPU time)")
     ap.add_argument("--sweep", type=Path, default=Path("sweeps/round2.yaml"), help="its `compare` pairs")
+    ap.add_argument("--weak", type=Path, default=None, help="sweeps/round2_weak's summary.csv")
+    ap.add_argument("--compute", type=Path, default=None, help="sweeps/round2_compute's summary.csv")
     ap.add_argument("--update", type=Path, default=None, help="fill this file's round2 blocks")
     args = ap.parse_args()
     df = with_deltas(load(args.summary), ["test_ce", "test_bpb", "test_entropy", "test_ce_gap", "distinct_2"])
@@ -94,6 +141,12 @@ def main() -> None:
         "gap": gaps(df),
         "gen0": gen0(df),
     }
+    if args.weak:
+        weak = with_deltas(load(args.weak), ["test_ce"])
+        weak_pairs = [tuple(p) for p in yaml.safe_load(Path("sweeps/round2_weak.yaml").read_text())["compare"]]
+        blocks["weak"] = strength(df, weak, [p for p in weak_pairs if set(p) <= set(weak["arm"])])
+    if args.compute:
+        blocks["compute"] = compute(with_deltas(load(args.compute), ["test_ce"]), df)
     if args.update:
         update(args.update, blocks)
     else:
