@@ -99,16 +99,21 @@ def strength(strong, weak, pairs) -> str:
 
 
 def compute(real, strong) -> str:
-    """Real-only fine-tuning for accumulate's growing step counts, beside accumulate at those steps."""
+    """Real-only fine-tuning for accumulate's growing step counts, beside accumulate at those steps (paired by seed)."""
     acc = strong[(strong["arm"] == "accumulate") & (strong["generation"] > 0)]
-    at = acc.groupby("generation")[["train_steps", "test_ce_delta"]].mean()
-    lines = ["| steps | real only: Δ CE | seeds | accumulate, growing compute, at about these steps |"]
-    lines.append("|---|---|---|---|")
-    one = real[real["generation"] == 1]
-    for steps, g in one.groupby("train_steps"):
-        near = (at["train_steps"] - steps).abs()
-        match = f"gen {near.idxmin()}: {at.loc[near.idxmin(), 'test_ce_delta']:+.2f}" if near.min() < 50 else "—"
-        lines.append(f"| {steps} | {ci(g['test_ce_delta'])} | {g['seed'].nunique()} | {match} |")
+    at = acc.groupby("generation")["train_steps"].mean()
+    cols = ["steps", "real only: Δ CE", "seeds", "accumulate, growing compute, at about these steps"]
+    lines = ["| " + " | ".join(cols + ["accumulate − real only, paired"]) + " |", "|---|---|---|---|---|"]
+    for steps, g in real[real["generation"] == 1].groupby("train_steps"):
+        near = (at - steps).abs()
+        match, diff = "—", "—"
+        if near.min() < 50:
+            gen = near.idxmin()
+            a = acc[acc["generation"] == gen].set_index("seed")["test_ce_delta"]
+            match = f"gen {gen}: {ci(a)} ({seeds(a.size)})"
+            both = g.set_index("seed")["test_ce_delta"].to_frame("real").join(a.rename("acc"), how="inner")
+            diff = f"{ci(both['acc'] - both['real'], 3)} ({seeds(len(both))})"
+        lines.append(f"| {steps} | {ci(g['test_ce_delta'])} | {g['seed'].nunique()} | {match} | {diff} |")
     return "\n".join(lines)
 
 
