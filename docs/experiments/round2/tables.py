@@ -2,12 +2,13 @@
 
     .venv/bin/python docs/experiments/round2/tables.py docs/experiments/round2/summary.csv \
         [--root DIR] [--sweep sweeps/round2.yaml] [--weak WEAK_SUMMARY] [--compute COMPUTE_SUMMARY] \
-        [--update EXPERIMENTS.md]
+        [--fresh FRESH_SUMMARY] [--update EXPERIMENTS.md]
 
 Blocks: the generation-5 table (95% t intervals over seeds), the orderings the sweep file's
 `compare` names (paired by seed), the CE-entropy gap by generation, generation 0's seed spread;
 with --weak (sweeps/round2_weak's summary) the same core arms at both generation-0 strengths; with
---compute (sweeps/round2_compute's) real-only fine-tuning for accumulate's step counts; with --root
+--compute (sweeps/round2_compute's) real-only fine-tuning for accumulate's step counts; with --fresh
+(sweeps/round2_fresh's) replace retrained from new weights every generation; with --root
 (the sweep's project folder) each arm's CPU time. Printed, or with --update written
 between `<!-- round2:NAME -->` and `<!-- /round2:NAME -->` in that file, so the text's numbers
 are regenerated, never copied by hand. `synthloop report` draws the figures from the same file.
@@ -117,6 +118,28 @@ def compute(real, strong) -> str:
     return "\n".join(lines)
 
 
+def fresh(scratch, strong) -> str:
+    """replace retrained from new weights every generation beside replace fine-tuning generation 0, by generation."""
+    arm = scratch["arm"].iloc[0]
+    scratch = scratch[scratch["arm"] == arm]
+    cols = [
+        "generation",
+        "replace, fine-tuned: Δ CE",
+        f"{arm}: Δ CE",
+        f"{arm} − replace, paired",
+        f"{arm}: CE−entropy gap",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|---|---|---|---|---|"]
+    tuned = strong[strong["arm"] == "replace"]
+    for gen, g in scratch[scratch["generation"] > 0].groupby("generation"):
+        t = tuned[tuned["generation"] == gen].set_index("seed")["test_ce_delta"]
+        both = g.set_index("seed")["test_ce_delta"].to_frame("fresh").join(t.rename("tuned"), how="inner")
+        cells = [f"{ci(t)} ({seeds(t.size)})", f"{ci(g['test_ce_delta'])} ({seeds(g['seed'].nunique())})"]
+        cells += [f"{ci(both['fresh'] - both['tuned'], 3)} ({seeds(len(both))})", f"{g['test_ce_gap'].mean():+.2f}"]
+        lines.append(f"| {gen} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def update(path: Path, blocks: dict[str, str]) -> None:
     text = path.read_text(encoding="utf-8")
     for name, body in blocks.items():
@@ -134,6 +157,7 @@ def main() -> None:
     ap.add_argument("--sweep", type=Path, default=Path("sweeps/round2.yaml"), help="its `compare` pairs")
     ap.add_argument("--weak", type=Path, default=None, help="sweeps/round2_weak's summary.csv")
     ap.add_argument("--compute", type=Path, default=None, help="sweeps/round2_compute's summary.csv")
+    ap.add_argument("--fresh", type=Path, default=None, help="sweeps/round2_fresh's summary.csv")
     ap.add_argument("--update", type=Path, default=None, help="fill this file's round2 blocks")
     args = ap.parse_args()
     df = with_deltas(load(args.summary), ["test_ce", "test_bpb", "test_entropy", "test_ce_gap", "distinct_2"])
@@ -152,6 +176,8 @@ def main() -> None:
         blocks["weak"] = strength(df, weak, [p for p in weak_pairs if set(p) <= set(weak["arm"])])
     if args.compute:
         blocks["compute"] = compute(with_deltas(load(args.compute), ["test_ce"]), df)
+    if args.fresh:
+        blocks["fresh"] = fresh(with_deltas(load(args.fresh), ["test_ce"]), df)
     if args.update:
         update(args.update, blocks)
     else:
