@@ -75,6 +75,12 @@ def seeds(n: int) -> str:
     return f"{n} seed" + ("s" if n != 1 else "")
 
 
+def paired_by_seed(a, b) -> str:
+    """a − b over the seeds both have (Series indexed by seed), with its 95% interval and seed count."""
+    common = a.index.intersection(b.index)
+    return f"{ci(a[common] - b[common], 3)} ({seeds(len(common))})"
+
+
 def strength(strong, weak, pairs) -> str:
     """The weak generation 0's core arms beside the strong one's: generation 0, each arm's rise, each ordering."""
     last = int(weak["generation"].max())
@@ -112,8 +118,7 @@ def compute(real, strong) -> str:
             gen = near.idxmin()
             a = acc[acc["generation"] == gen].set_index("seed")["test_ce_delta"]
             match = f"gen {gen}: {ci(a)} ({seeds(a.size)})"
-            both = g.set_index("seed")["test_ce_delta"].to_frame("real").join(a.rename("acc"), how="inner")
-            diff = f"{ci(both['acc'] - both['real'], 3)} ({seeds(len(both))})"
+            diff = paired_by_seed(a, g.set_index("seed")["test_ce_delta"])
         lines.append(f"| {steps} | {ci(g['test_ce_delta'])} | {g['seed'].nunique()} | {match} | {diff} |")
     return "\n".join(lines)
 
@@ -133,9 +138,9 @@ def fresh(scratch, strong) -> str:
     tuned = strong[strong["arm"] == "replace"]
     for gen, g in scratch[scratch["generation"] > 0].groupby("generation"):
         t = tuned[tuned["generation"] == gen].set_index("seed")["test_ce_delta"]
-        both = g.set_index("seed")["test_ce_delta"].to_frame("fresh").join(t.rename("tuned"), how="inner")
-        cells = [f"{ci(t)} ({seeds(t.size)})", f"{ci(g['test_ce_delta'])} ({seeds(g['seed'].nunique())})"]
-        cells += [f"{ci(both['fresh'] - both['tuned'], 3)} ({seeds(len(both))})", f"{g['test_ce_gap'].mean():+.2f}"]
+        f = g.set_index("seed")["test_ce_delta"]
+        cells = [f"{ci(t)} ({seeds(t.size)})", f"{ci(f)} ({seeds(f.size)})", paired_by_seed(f, t)]
+        cells.append(f"{g['test_ce_gap'].mean():+.2f}")
         lines.append(f"| {gen} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -30,7 +30,7 @@ def nats(model, tok, texts: list[str], device, n: int = 1500) -> float:
     """Mean loss per token of `texts` (a fixed random n of them) under `model`, each given a leading end-of-text."""
     texts = random.Random(0).sample(texts, min(n, len(texts)))
     scored = lm.sequence_nll(model, lm.encode(tok, texts), lm.eos_id(tok), 64, device)
-    return sum(s for s, _ in scored) / sum(n for _, n in scored)
+    return sum(nll for nll, _ in scored) / sum(count for _, count in scored)
 
 
 def main() -> None:
@@ -45,17 +45,17 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for arm in ARMS:
         runs = sorted(args.sweep.glob(f"runs/{arm}-s*"))
+        models = {run: lm.load_model(run / "gens" / "0" / "model", device) for run in runs}  # each seed's scorer
         for g in args.gens:
             cells: dict[str, list[float]] = {k: [] for k in ("real", "drawn", "pool", "wdrawn", "wpool")}
             for run in runs:
                 gen = run / "gens" / str(g)
-                model = lm.load_model(run / "gens" / "0" / "model", device)
                 mix = json.loads((gen / "mix.json").read_text())
                 cells["real"].append(mix["real_tokens"] / (mix["real_tokens"] + mix["synthetic_tokens"]))
                 drawn = [r["text"] for r in io.read_rows(gen / "train_set.jsonl") if r["source"] == "synthetic"]
                 pool = [r["text"] for r in io.read_rows(gen / "pool.jsonl") if r["source"] == "synthetic"]
-                cells["drawn"].append(nats(model, tok, drawn, device))
-                cells["pool"].append(nats(model, tok, pool, device))
+                cells["drawn"].append(nats(models[run], tok, drawn, device))
+                cells["pool"].append(nats(models[run], tok, pool, device))
                 cells["wdrawn"].append(statistics.mean(len(t.split()) for t in drawn))
                 cells["wpool"].append(statistics.mean(len(t.split()) for t in pool))
             m = {k: statistics.mean(v) for k, v in cells.items()}
