@@ -62,6 +62,9 @@ class Child:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 with_kill = f", SIGKILL after {grace:.0f}s"
             self.proc.wait(timeout=10)
+            deadline = time.monotonic() + 10  # killed members linger until their new parent reaps them
+            while self.group_alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
         return f"{self.name} (pid {self.proc.pid}{with_kill})"
 
 

@@ -85,11 +85,22 @@ def flow_run_ids() -> set:
         return {r.id for r in client.read_flow_runs()}
 
 
-def new_flow_run(before: set, timeout: float = 30):
-    """The flow run the form just created (the UI goes back to the deployment page)."""
+PROBLEM = re.compile(r"error|wrong|invalid|required|must|greater|less than", re.I)
+
+
+def new_flow_run(before: set, page, ui: UiProcess, timeout: float = 180):
+    """The flow run the form just created. The UI goes back to the deployment page only once the
+    server has answered its POST, which on a loaded machine can take over a minute; when no run
+    appears, the failure carries the UI's toasts (an error the server sent) and the server's log."""
     deadline = time.monotonic() + timeout
     while not (new := flow_run_ids() - before):
-        assert time.monotonic() < deadline, "the form created no flow run"
+        if time.monotonic() > deadline:
+            toasts = [t for t in dict.fromkeys(page.locator("[class*=toast]").all_inner_texts()) if t]
+            said = [line for line in page.inner_text("body").splitlines() if PROBLEM.search(line)]
+            raise AssertionError(
+                f"the form created no flow run in {timeout:.0f} s (page {page.url}); toasts: {toasts}; "
+                f"form messages: {said}\n{ui.logs()}"
+            )
         time.sleep(0.5)
     assert len(new) == 1, new
     return new.pop()
@@ -179,8 +190,8 @@ def test_custom_run_from_the_form_leaves_mlflow_dvc_and_prefect_records(ui, tmp_
         before = flow_run_ids()
         clicked = time.monotonic()
         page.get_by_role("button", name="Submit").click()
+        flow_run_id = str(new_flow_run(before, page, ui))
         page.wait_for_url(re.compile(rf".*/deployments/deployment/{dep.id}(\?.*)?$"))  # back on the deployment
-        flow_run_id = str(new_flow_run(before))
         run = wait_final(flow_run_id, timeout=600)
         first = time.monotonic() - clicked
         assert run.state.is_completed(), f"{run.state.name}: {run.state.message}\n{ui.logs()}"
