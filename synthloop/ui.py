@@ -54,18 +54,19 @@ class Child:
         with_kill = ""
         if self.group_alive():
             os.killpg(self.proc.pid, sig)
-            deadline = time.monotonic() + grace
-            while (self.alive() or self.group_alive()) and time.monotonic() < deadline:
-                self.proc.poll()
-                time.sleep(0.2)
+            self.wait_gone(grace)
             if self.group_alive():
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 with_kill = f", SIGKILL after {grace:.0f}s"
+                self.wait_gone(10)  # killed members linger until their new parent reaps them
             self.proc.wait(timeout=10)
-            deadline = time.monotonic() + 10  # killed members linger until their new parent reaps them
-            while self.group_alive() and time.monotonic() < deadline:
-                time.sleep(0.1)
         return f"{self.name} (pid {self.proc.pid}{with_kill})"
+
+    def wait_gone(self, seconds: float) -> None:
+        """Poll (reaping the child) until it and its whole process group are gone, or `seconds` pass."""
+        deadline = time.monotonic() + seconds
+        while (self.alive() or self.group_alive()) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def check_port(port: int, flag: str) -> None:
